@@ -1,0 +1,61 @@
+"""Mastery: an AI-assisted adaptive-learning JSON API.
+
+`create_app()` builds the application from `Settings` (environment variables by default).
+"""
+
+from __future__ import annotations
+
+from apiflask import APIFlask
+
+from app import docs_ui, errors
+from app.auth import tokens
+from app.auth.decorators import SECURITY_SCHEME
+from app.config import Settings
+from app.db import Database, build_engine
+from app.observability import request_id
+
+__version__ = "0.1.0"
+
+
+def create_app(settings: Settings | None = None) -> APIFlask:
+    """Build the application; hardened environments refuse insecure settings here."""
+    settings = settings or Settings()
+    settings.check_hardened()
+
+    app = APIFlask(
+        __name__,
+        title="Mastery API",
+        version=__version__,
+        spec_path="/openapi.json",
+        docs_path="/docs",
+        static_folder=None,
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key.get_secret_value(),
+        DEBUG=settings.debug,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        SECURITY_SCHEMES={
+            SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        },
+        AUTO_OPERATION_ID=True,
+        DESCRIPTION="Adaptive practice with AI-generated items, grading and hints. "
+        "Errors are application/problem+json (RFC 9457).",
+    )
+    app.extensions["mastery.settings"] = settings
+
+    request_id.init_app(app)
+    errors.init_app(app)
+    docs_ui.init_app(app)
+    Database(build_engine(settings.database_url, settings.database_pool_size)).init_app(app)
+    tokens.init_app(app, settings)
+
+    from app import health
+    from app.admin.routes import bp as admin_bp
+    from app.auth.routes import bp as auth_bp
+    from app.ops import cli
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(admin_bp)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,1 @@
+"""Administration: user management (roles, deactivation), every action audited."""

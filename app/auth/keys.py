@@ -1,0 +1,95 @@
+"""JWT signing keys with `kid`s: one active key signs, retired keys keep verifying.
+
+Key material is random, stored in the database encrypted with a key derived from SECRET_KEY
+(so a database dump alone cannot mint tokens), and cached per process by `kid` once decrypted.
+Rotation makes a new key active; tokens signed by a retired key verify until they expire,
+because nothing deletes a retired key before the longest token lifetime has passed.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+import uuid
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.models import SigningKey
+from app.db import utcnow
+
+ALGORITHM = "HS256"
+CACHE_SECONDS = 300.0
+
+
+def _fernet_for(secret_key: str) -> Fernet:
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"mastery signing keys v1"
+    ).derive(secret_key.encode())
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+class Keyring:
+    """Finds, creates and rotates signing keys for one application."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._fernet = _fernet_for(secret_key)
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def active(self, session: Session) -> tuple[str, str]:
+        """The `(kid, secret)` that signs new tokens; the first call ever creates it."""
+        key = session.scalars(
+            select(SigningKey)
+            .where(SigningKey.retired_at.is_(None))
+            .order_by(SigningKey.created_at.desc())
+            .limit(1)
+        ).first()
+        if key is None:
+            key = self._create(session)
+        return key.kid, self._decrypt(key)
+
+    def rotate(self, session: Session) -> SigningKey:
+        """Retire every active key and create a new active one (the caller commits)."""
+        now = utcnow()
+        for key in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+            key.retired_at = now
+        return self._create(session)
+
+    def verification_secret(self, session: Session, kid: str) -> str | None:
+        """The secret for `kid`, or None when no such key exists (the token is rejected)."""
+        cached = self._cache.get(kid)
+        if cached is not None and time.monotonic() - cached[1] < CACHE_SECONDS:
+            return cached[0]
+        key = session.get(SigningKey, kid)
+        if key is None:
+            return None
+        secret = self._decrypt(key)
+        self._cache[kid] = (secret, time.monotonic())
+        return secret
+
+    def _create(self, session: Session) -> SigningKey:
+        material = secrets.token_hex(32)
+        key = SigningKey(
+            kid=uuid.uuid4().hex,
+            algorithm=ALGORITHM,
+            encrypted_secret=self._fernet.encrypt(material.encode()),
+            created_at=utcnow(),
+        )
+        session.add(key)
+        session.flush()
+        return key
+
+    def _decrypt(self, key: SigningKey) -> str:
+        try:
+            return self._fernet.decrypt(key.encrypted_secret).decode()
+        except InvalidToken as error:
+            raise RuntimeError(
+                f"signing key {key.kid} cannot be decrypted: SECRET_KEY changed since it was made"
+            ) from error

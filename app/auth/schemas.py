@@ -1,0 +1,50 @@
+"""Request and response bodies of the auth routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from app.auth.models import Role
+from app.auth.passwords import MAX_LENGTH, MIN_LENGTH
+
+
+class StrictInput(BaseModel):
+    """Inputs reject unknown fields, so a stray `role` can never be mass-assigned."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class RegisterIn(StrictInput):
+    email: EmailStr = Field(max_length=254)
+    password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
+    display_name: str = Field(min_length=1, max_length=100, pattern=r"\S")
+
+
+class LoginIn(StrictInput):
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+
+
+class RefreshIn(StrictInput):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenPairOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    display_name: str
+    role: Role
+    is_active: bool
+    created_at: datetime

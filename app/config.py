@@ -1,0 +1,96 @@
+"""Settings: every knob the platform reads, from the environment or a `.env` file.
+
+`APP_ENV` picks the profile. `development` and `test` come with embedded defaults so the
+platform starts with no configuration at all; `staging` and `production` refuse to start
+while any setting is insecure, and the error names the setting.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+AppEnv = Literal["development", "test", "staging", "production"]
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105 - the well-known dev default production rejects
+MIN_SECRET_LENGTH = 32
+
+
+class InsecureConfigError(RuntimeError):
+    """Raised at start-up when a hardened environment is configured insecurely."""
+
+
+class Settings(BaseSettings):
+    """The platform's configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    app_env: AppEnv = "development"
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    debug: bool = False
+    database_url: str = "sqlite:///instance/mastery.db"
+    redis_url: str | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    storage_url: str = "file://instance/storage"
+    ai_provider: Literal["offline", "openai"] = "offline"
+    sentry_dsn: str | None = None
+    log_level: str = "INFO"
+
+    max_content_length: int = 1024 * 1024
+    access_token_minutes: int = 15
+    refresh_idle_days: int = 14
+    refresh_absolute_days: int = 30
+    database_pool_size: int = 5
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def is_hardened(self) -> bool:
+        """Staging and production run with production-grade checks."""
+        return self.app_env in ("staging", "production")
+
+    @property
+    def access_token_ttl(self) -> timedelta:
+        return timedelta(minutes=self.access_token_minutes)
+
+    @property
+    def refresh_idle_ttl(self) -> timedelta:
+        return timedelta(days=self.refresh_idle_days)
+
+    @property
+    def refresh_absolute_ttl(self) -> timedelta:
+        return timedelta(days=self.refresh_absolute_days)
+
+    def insecure_settings(self) -> list[str]:
+        """Describe every setting that would be unsafe in a hardened environment."""
+        problems: list[str] = []
+        secret = self.secret_key.get_secret_value()
+        if secret == DEV_SECRET_KEY:
+            problems.append("SECRET_KEY is the development default")
+        elif len(secret) < MIN_SECRET_LENGTH:
+            problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        if self.debug:
+            problems.append("DEBUG is on")
+        if "*" in self.cors_origins:
+            problems.append("CORS_ORIGINS contains the wildcard '*'")
+        if self.database_url.startswith("sqlite"):
+            problems.append("DATABASE_URL points at SQLite")
+        return problems
+
+    def check_hardened(self) -> None:
+        """Refuse a hardened environment that is configured insecurely."""
+        if not self.is_hardened:
+            return
+        problems = self.insecure_settings()
+        if problems:
+            raise InsecureConfigError(
+                f"Refusing to start with APP_ENV={self.app_env}: " + "; ".join(problems)
+            )

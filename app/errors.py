@@ -1,0 +1,156 @@
+"""Errors: every failure leaves as `application/problem+json` (RFC 9457) with a request id.
+
+Services raise `ProblemError` (or a subclass); framework errors (routing, body parsing,
+validation, authentication) are converted here too, so no handler ever builds an error body
+by hand and no response ever carries a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from apiflask import APIFlask, HTTPError
+from flask import Request, Response, current_app, json, request
+from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
+
+from app.observability.request_id import current_request_id
+
+PROBLEM_MIMETYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://mastery.example/problems/"
+
+logger = logging.getLogger(__name__)
+
+
+class ProblemError(Exception):
+    """An error with an HTTP status that the client is meant to see."""
+
+    status = 400
+    slug: str | None = None
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        slug: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if slug is not None:
+            self.slug = slug
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class NotFound(ProblemError):
+    status = 404
+
+
+class Conflict(ProblemError):
+    status = 409
+
+
+class Unauthorized(ProblemError):
+    status = 401
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        super().__init__(detail, headers=headers, **kwargs)
+
+
+class Forbidden(ProblemError):
+    status = 403
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """Build a problem+json response; the title is always the status phrase."""
+    title = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + slug if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "request_id": current_request_id(),
+        **(extra or {}),
+    }
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _from_problem_error(error: ProblemError) -> Response:
+    return problem_response(
+        error.status, error.detail, slug=error.slug, headers=error.headers, extra=error.extra
+    )
+
+
+def _from_werkzeug(error: HTTPException) -> Response:
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    return problem_response(error.code or 500, error.description, headers=headers)
+
+
+def _from_apiflask(error: HTTPError) -> Response:
+    """APIFlask raises HTTPError for input validation and `abort()`."""
+    if error.status_code == 422 and isinstance(error.detail, dict):
+        errors = [
+            {"location": location, "field": field, "messages": messages}
+            for location, fields in error.detail.items()
+            for field, messages in fields.items()
+        ]
+        summary = "; ".join(f"{e['field']}: {' '.join(e['messages'])}" for e in errors)
+        return problem_response(
+            422,
+            f"The request is invalid. {summary}",
+            slug="validation-error",
+            extra={"errors": errors},
+        )
+    detail = error.message if isinstance(error.message, str) else None
+    return problem_response(error.status_code, detail, headers=dict(error.headers or {}))
+
+
+def _from_unexpected(error: Exception) -> Response:
+    logger.exception("unhandled error", extra={"request_id": current_request_id()})
+    return problem_response(500, "An unexpected error occurred; quote the request id to support.")
+
+
+def _require_json_body() -> None:
+    """Answer 415 before validation when a JSON-body operation receives another media type."""
+    if request.method not in ("POST", "PUT", "PATCH") or request.endpoint is None:
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    spec = getattr(view, "_spec", {})
+    if spec.get("body") is None or spec.get("content_type") != "application/json":
+        return
+    if not request.is_json:
+        raise UnsupportedMediaType("This operation accepts only application/json bodies.")
+
+
+class JSONRequest(Request):
+    """Names the problem when a JSON body does not parse (Flask's default text is generic)."""
+
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        raise BadRequest("The request body is not valid JSON.") from e
+
+
+def init_app(app: APIFlask) -> None:
+    app.request_class = JSONRequest
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # the handlers below answer even in tests
+    app.error_processor(_from_apiflask)
+    app.register_error_handler(ProblemError, _from_problem_error)
+    app.register_error_handler(HTTPException, _from_werkzeug)
+    app.register_error_handler(Exception, _from_unexpected)
+    app.before_request(_require_json_body)

@@ -1,0 +1,1 @@
+"""Observability: request ids now; structured logs, metrics and error reporting build on it."""

@@ -1,0 +1,1 @@
+"""Operator commands (`flask --app app <group> <command>`): db, seed, keys."""

@@ -1,0 +1,91 @@
+"""The `flask --app app` command groups operators and developers use."""
+
+from __future__ import annotations
+
+import click
+from alembic import command
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from app.audit.service import record as audit_record
+from app.auth import passwords
+from app.auth.models import Role, User
+from app.config import Settings
+from app.db import get_session
+from app.migrations import alembic_config
+
+db_cli = AppGroup("db", help="Database schema migrations (Alembic).")
+seed_cli = AppGroup("seed", help="Load data into the database.")
+keys_cli = AppGroup("keys", help="JWT signing keys.")
+
+DEMO_USERS = (
+    ("admin@mastery.local", "Demo Admin", Role.ADMIN, "mastery-demo-admin-pass"),
+    ("instructor@mastery.local", "Demo Instructor", Role.INSTRUCTOR, "mastery-demo-instructor-pass"),
+    ("learner@mastery.local", "Demo Learner", Role.LEARNER, "mastery-demo-learner-pass"),
+)
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["mastery.settings"]
+    return settings
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    command.upgrade(alembic_config(_settings().database_url), revision)
+
+
+@db_cli.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION (e.g. base, -1)."""
+    command.downgrade(alembic_config(_settings().database_url), revision)
+
+
+@db_cli.command("revision")
+@click.option("-m", "--message", required=True, help="What the migration does.")
+def db_revision(message: str) -> None:
+    """Autogenerate a migration from the difference between the models and the database."""
+    command.revision(alembic_config(_settings().database_url), message, autogenerate=True)
+
+
+@db_cli.command("check")
+def db_check() -> None:
+    """Fail when the models and the migrated database disagree (a migration is missing)."""
+    command.check(alembic_config(_settings().database_url))
+
+
+@seed_cli.command("demo")
+def seed_demo() -> None:
+    """Create (or reset) an admin, an instructor and a learner and print their credentials."""
+    if _settings().is_hardened:
+        raise click.ClickException("demo users are never seeded in staging or production")
+    session = get_session()
+    click.echo(f"{'role':<11} {'e-mail':<26} password")
+    for email, name, role, password in DEMO_USERS:
+        user = session.scalar(select(User).where(User.email == email))
+        if user is None:
+            user = User(email=email, display_name=name, role=role, password_hash="")
+            session.add(user)
+        user.password_hash = passwords.hash_password(password)
+        user.role, user.is_active = role, True
+        click.echo(f"{role.value:<11} {email:<26} {password}")
+    session.commit()
+
+
+@keys_cli.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key active; tokens signed by the old one verify until they expire."""
+    session = get_session()
+    key = current_app.extensions["mastery.keyring"].rotate(session)
+    audit_record(session, "keys.rotated", target_type="signing_key", target_id=key.kid)
+    session.commit()
+    click.echo(f"active signing key: {key.kid}")
+
+
+def init_app(app: Flask) -> None:
+    for group in (db_cli, seed_cli, keys_cli):
+        app.cli.add_command(group)
