@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         version=__version__,
         spec_path="/openapi.json",
         docs_path="/docs",
-        static_folder=None,
+        static_folder=None,  # type: ignore[arg-type]  # Flask accepts None (no /static route); APIFlask's hint is narrower
     )
     app.config.update(
         SECRET_KEY=settings.secret_key.get_secret_value(),

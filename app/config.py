@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     storage_url: str = "file://instance/storage"
     ai_provider: Literal["offline", "openai"] = "offline"
+    ai_base_url: str | None = None
+    ai_model: str | None = None
+    ai_api_key: SecretStr | None = None
     sentry_dsn: str | None = None
     log_level: str = "INFO"
 

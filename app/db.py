@@ -9,8 +9,8 @@ every `commit()` becomes a savepoint release and the whole test rolls back at th
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g

@@ -11,7 +11,10 @@ STATIC_URL = "/docs/static"
 
 def init_app(app: APIFlask) -> None:
     assets = Blueprint(
-        "swagger_ui_assets", __name__, static_folder=str(swagger_ui_path), static_url_path=STATIC_URL
+        "swagger_ui_assets",
+        __name__,
+        static_folder=str(swagger_ui_path),
+        static_url_path=STATIC_URL,
     )
     app.register_blueprint(assets)
     app.config.update(

@@ -13,6 +13,7 @@ from typing import Any
 
 from apiflask import APIFlask, HTTPError
 from flask import Request, Response, current_app, json, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
 from app.observability.request_id import current_request_id
@@ -119,7 +120,8 @@ def _from_apiflask(error: HTTPError) -> Response:
             extra={"errors": errors},
         )
     detail = error.message if isinstance(error.message, str) else None
-    return problem_response(error.status_code, detail, headers=dict(error.headers or {}))
+    headers = dict(Headers(error.headers or {}).items())
+    return problem_response(error.status_code, detail, headers=headers)
 
 
 def _from_unexpected(error: Exception) -> Response:

@@ -35,7 +35,7 @@ class RefreshIn(StrictInput):
 class TokenPairOut(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth 2 token type, not a secret
     expires_in: int = Field(description="Seconds until the access token expires.")
 
 

@@ -43,7 +43,9 @@ def register(
         raise Conflict(
             "An account with this e-mail address already exists.", slug="email-taken"
         ) from error
-    audit_record(session, "user.registered", actor_id=user.id, target_type="user", target_id=str(user.id))
+    audit_record(
+        session, "user.registered", actor_id=user.id, target_type="user", target_id=str(user.id)
+    )
     session.commit()
     return user
 

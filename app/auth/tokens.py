@@ -46,7 +46,7 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth 2 token type, not a secret
 
 
 def keyring() -> Keyring:
@@ -73,7 +73,9 @@ def issue_pair(session: Session, user: User, family: RefreshFamily) -> TokenPair
     config = settings()
     kid, secret = keyring().active(session)
     now = utcnow()
-    refresh_expires = min(now + config.refresh_idle_ttl, family.created_at + config.refresh_absolute_ttl)
+    refresh_expires = min(
+        now + config.refresh_idle_ttl, family.created_at + config.refresh_absolute_ttl
+    )
     jti = uuid.uuid4().hex
     headers = {"kid": kid}
     with _signing_with(secret):
@@ -121,7 +123,8 @@ def rotate(session: Session, raw_token: str) -> TokenPair:
     if token is None:
         raise Unauthorized("The refresh token is not recognised.")
     family = session.get(RefreshFamily, token.family_id, with_for_update=True)
-    assert family is not None  # noqa: S101 - guaranteed by the foreign key
+    if family is None:  # impossible while the foreign key holds; never trust it silently
+        raise Unauthorized("The refresh token is not recognised.")
     if family.revoked_at is not None:
         raise Unauthorized("The refresh token has been revoked.", slug="refresh-token-revoked")
 

@@ -8,7 +8,8 @@ from sqlalchemy import engine_from_config, pool
 from app.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+# Callers may compare against other metadata (the migration-drift test does).
+target_metadata = config.attributes.get("target_metadata", Base.metadata)
 
 
 def run_migrations_online() -> None:

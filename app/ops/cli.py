@@ -21,7 +21,12 @@ keys_cli = AppGroup("keys", help="JWT signing keys.")
 
 DEMO_USERS = (
     ("admin@mastery.local", "Demo Admin", Role.ADMIN, "mastery-demo-admin-pass"),
-    ("instructor@mastery.local", "Demo Instructor", Role.INSTRUCTOR, "mastery-demo-instructor-pass"),
+    (
+        "instructor@mastery.local",
+        "Demo Instructor",
+        Role.INSTRUCTOR,
+        "mastery-demo-instructor-pass",
+    ),
     ("learner@mastery.local", "Demo Learner", Role.LEARNER, "mastery-demo-learner-pass"),
 )
 

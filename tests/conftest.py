@@ -1,0 +1,105 @@
+"""Shared fixtures. Service discovery and database isolation live in tests/plugins/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.auth import passwords
+from app.auth.models import Role, User
+from app.config import Settings
+from app.db import get_database
+
+pytest_plugins = ["tests.plugins.services", "tests.plugins.database"]
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+PASSWORD = "correct horse battery staple"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.path)).is_relative_to(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def settings(worker_database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]  # a developer's .env must not leak into tests
+        app_env="test",
+        secret_key=TEST_SECRET,  # type: ignore[arg-type]
+        database_url=worker_database_url,
+        redis_url=redis_url,
+    )
+
+
+@pytest.fixture(scope="session")
+def session_app(settings: Settings) -> APIFlask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def app(session_app: APIFlask, db_connection: Connection) -> Iterator[APIFlask]:
+    """The application with every session routed through the test's connection."""
+    database = get_database(session_app)
+    if db_connection.in_transaction():
+        database.bind_to_connection(db_connection)
+    session_app.extensions["mastery.keyring"].clear_cache()
+    yield session_app
+    database.bind_to_engine()
+
+
+@pytest.fixture
+def client(app: APIFlask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """One Argon2id hash shared by factory users: hashing costs ~20 ms each time."""
+    return passwords.hash_password(PASSWORD)
+
+
+@pytest.fixture
+def make_user(db_session: Session, password_hash: str) -> Callable[..., User]:
+    counter = iter(range(1_000_000))
+
+    def make(role: Role = Role.LEARNER, *, email: str | None = None, active: bool = True) -> User:
+        n = next(counter)
+        user = User(
+            email=email or f"{role.value}{n}@example.com",
+            password_hash=password_hash,
+            display_name=f"{role.value.title()} {n}",
+            role=role,
+            is_active=active,
+        )
+        db_session.add(user)
+        db_session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def login(client: FlaskClient) -> Callable[[User], dict[str, str]]:
+    """Log a user in through the API and return the token pair."""
+
+    def do_login(user: User, password: str = PASSWORD) -> dict[str, str]:
+        response = client.post("/auth/login", json={"email": user.email, "password": password})
+        assert response.status_code == 200, response.get_json()
+        tokens: dict[str, str] = response.get_json()
+        return tokens
+
+    return do_login
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,99 @@
+"""Liveness, readiness against real (and deliberately missing) services, and the API docs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+from app import create_app
+from app.config import Settings
+from app.db import get_database
+from tests.plugins.services import free_port
+
+
+def test_healthz_is_200(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_and_redis(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+@pytest.fixture
+def client_with(settings: Settings) -> Iterator[Callable[..., FlaskClient]]:
+    """Clients of extra applications whose settings differ from the test profile."""
+    apps: list[APIFlask] = []
+
+    def make(**changes: object) -> FlaskClient:
+        apps.append(create_app(settings.model_copy(update=changes)))
+        return apps[-1].test_client()
+
+    yield make
+    for app in apps:
+        get_database(app).engine.dispose()
+
+
+def test_readyz_is_503_when_the_database_is_down(client_with: Callable[..., FlaskClient]) -> None:
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres?connect_timeout=2"
+
+    response = client_with(database_url=dead).get("/readyz")
+
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["checks"] == {"database": "unavailable", "redis": "ok"}
+
+
+def test_readyz_is_503_when_redis_is_down(client_with: Callable[..., FlaskClient]) -> None:
+    response = client_with(redis_url=f"redis://127.0.0.1:{free_port()}/0").get("/readyz")
+
+    assert response.status_code == 503
+    assert response.get_json()["checks"] == {"database": "ok", "redis": "unavailable"}
+
+
+def test_readyz_without_redis_configured_reports_it(
+    client_with: Callable[..., FlaskClient],
+) -> None:
+    response = client_with(redis_url=None).get("/readyz")
+
+    assert response.status_code == 200
+    assert response.get_json()["checks"]["redis"] == "not configured"
+
+
+def test_openapi_document_is_valid_openapi_3(client: FlaskClient) -> None:
+    spec = client.get("/openapi.json").get_json()
+
+    validate(spec)
+    assert spec["openapi"].startswith("3.")
+    assert {"/auth/register", "/auth/login", "/auth/refresh", "/auth/logout", "/auth/me"} <= set(
+        spec["paths"]
+    )
+    assert spec["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
+    assert spec["paths"]["/auth/me"]["get"]["security"] == [{"BearerAuth": []}]
+
+
+@pytest.mark.parametrize(
+    "asset", ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"]
+)
+def test_docs_page_loads_its_assets_locally(client: FlaskClient, asset: str) -> None:
+    page = client.get("/docs")
+
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert f"/docs/static/{asset}" in html
+    assert "cdn.jsdelivr.net" not in html
+    with client.get(f"/docs/static/{asset}") as response:
+        assert response.status_code == 200
+
+
+def test_app_fixture_is_the_test_profile(app: APIFlask) -> None:
+    assert app.extensions["mastery.settings"].app_env == "test"

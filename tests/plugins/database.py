@@ -1,0 +1,280 @@
+"""Database isolation for the integration tests (Warehouse's pattern, with a template).
+
+* A template database is migrated once and named after a hash of the migrations, so it is
+  rebuilt only when a migration changes (`ensure_template`).
+* Each xdist worker clones its own database from the template (`CREATE DATABASE … TEMPLATE`).
+* Each test runs inside an outer transaction; the application's sessions join it with
+  savepoints, so `commit()` in the code under test is real but the test's end rolls it all back.
+* Tests marked `commits` run against the worker database for real and the tables are
+  truncated afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.orm import Session
+
+from app.migrations import MIGRATIONS_DIR, alembic_config
+from tests.plugins.services import services_of
+
+TEMPLATE_PREFIX = "mastery_tmpl_"
+WORKER_PREFIX = "mastery_test_"
+TEMPLATE_LOCK = 7_304_211  # pg_advisory_lock key: one template build at a time per server
+
+TEMPLATE_KEY = pytest.StashKey[str]()
+TEMPLATE_NOTE_KEY = pytest.StashKey[str]()
+ISOLATION_MS = "isolation_ms"
+_isolation_samples: list[float] = []
+
+
+def migrations_fingerprint(directory: Path = MIGRATIONS_DIR) -> str:
+    """A hash of every migration file: the template's name changes when any of them does."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(str(path.relative_to(directory)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def database_url(server_url: str, name: str) -> str:
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _admin_engine(server_url: str) -> Engine:
+    return create_engine(server_url, isolation_level="AUTOCOMMIT", pool_size=1)
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    oid: int
+    created: bool
+
+
+def ensure_template(server_url: str, fingerprint: str | None = None) -> Template:
+    """Return the migrated template database for the current migrations, building it if needed."""
+    name = TEMPLATE_PREFIX + (fingerprint or migrations_fingerprint())
+    engine = _admin_engine(server_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": TEMPLATE_LOCK})
+            try:
+                created = False
+                if _database_oid(conn, name) is None:
+                    _build_template(conn, server_url, name)
+                    created = True
+                oid = _database_oid(conn, name)
+                assert oid is not None
+                return Template(name, oid, created)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": TEMPLATE_LOCK})
+    finally:
+        engine.dispose()
+
+
+def _database_oid(conn: Connection, name: str) -> int | None:
+    return conn.scalar(text("SELECT oid FROM pg_database WHERE datname = :n"), {"n": name})
+
+
+def _build_template(conn: Connection, server_url: str, name: str) -> None:
+    building = f"{name}_building"
+    conn.execute(text(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
+    conn.execute(text(f'CREATE DATABASE "{building}"'))
+    command.upgrade(alembic_config(database_url(server_url, building)), "head")
+    # Templates of older migrations are dropped so they do not pile up on a long-lived server.
+    stale = conn.scalars(
+        text("SELECT datname FROM pg_database WHERE datname LIKE :p AND datname <> :b"),
+        {"p": TEMPLATE_PREFIX + "%", "b": building},
+    ).all()
+    for old in stale:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)'))
+    # Renaming last makes a half-built template impossible to mistake for a finished one.
+    conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
+
+
+def worker_database_name(run_id: str, worker_id: str) -> str:
+    return f"{WORKER_PREFIX}{run_id}_{worker_id}"
+
+
+def clone_database(server_url: str, template: str, name: str) -> str:
+    engine = _admin_engine(server_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    finally:
+        engine.dispose()
+    return database_url(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    engine = _admin_engine(server_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def _drop_abandoned_worker_databases(server_url: str) -> None:
+    """Remove worker databases left by runs whose controlling process no longer exists."""
+    engine = _admin_engine(server_url)
+    try:
+        with engine.connect() as conn:
+            names = conn.scalars(
+                text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                {"p": WORKER_PREFIX + "%"},
+            ).all()
+            for name in names:
+                pid = name.removeprefix(WORKER_PREFIX).split("_", 1)[0]
+                if pid.isdigit() and not _process_alive(int(pid)):
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- pytest wiring ---------------------------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.stash[TEMPLATE_KEY] = workerinput.get("mastery_template", "")
+        return
+    postgres = services_of(config).get("postgres")
+    if postgres is None:
+        return
+    _drop_abandoned_worker_databases(postgres.url)
+    template = ensure_template(postgres.url)
+    config.stash[TEMPLATE_KEY] = template.name
+    verb = "built" if template.created else "reused"
+    config.stash[TEMPLATE_NOTE_KEY] = f"template database {template.name} ({verb})"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    node.workerinput["mastery_template"] = config.stash.get(TEMPLATE_KEY, "")  # type: ignore[attr-defined]
+    node.workerinput["mastery_run_id"] = str(os.getpid())  # type: ignore[attr-defined]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    note = config.stash.get(TEMPLATE_NOTE_KEY, "")
+    return [note] if note else []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        for key, value in report.user_properties:
+            if key == ISOLATION_MS:
+                _isolation_samples.append(float(value))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if getattr(terminalreporter.config, "workerinput", None) is not None or not _isolation_samples:
+        return
+    median = statistics.median(_isolation_samples)
+    terminalreporter.write_line(
+        f"database isolation: median setup+teardown {median:.2f} ms per test "
+        f"over {len(_isolation_samples)} tests (savepoint rollback)"
+    )
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(pytestconfig: pytest.Config) -> str:
+    service = services_of(pytestconfig).get("postgres")
+    if service is None:
+        raise RuntimeError("integration tests need Postgres but discovery did not run")
+    return service.url
+
+
+@pytest.fixture(scope="session")
+def worker_id_name(request: pytest.FixtureRequest) -> str:
+    workerinput = getattr(request.config, "workerinput", None)
+    return workerinput["workerid"] if workerinput else "main"
+
+
+@pytest.fixture(scope="session")
+def worker_database_url(
+    pytestconfig: pytest.Config, postgres_server_url: str, worker_id_name: str
+) -> Iterator[str]:
+    """This worker's own database, cloned from the template and dropped at the end."""
+    workerinput = getattr(pytestconfig, "workerinput", None)
+    run_id = workerinput["mastery_run_id"] if workerinput else str(os.getpid())
+    name = worker_database_name(run_id, worker_id_name)
+    url = clone_database(postgres_server_url, pytestconfig.stash[TEMPLATE_KEY], name)
+    yield url
+    drop_database(postgres_server_url, name)
+
+
+@pytest.fixture(scope="session")
+def engine(worker_database_url: str) -> Iterator[Engine]:
+    engine = create_engine(worker_database_url, pool_size=2)
+    yield engine
+    engine.dispose()
+
+
+def _truncate_all(engine: Engine) -> None:
+    from app.models import Base
+
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def db_connection(engine: Engine, request: pytest.FixtureRequest) -> Iterator[Connection]:
+    """The test's connection: inside a transaction that is rolled back afterwards.
+
+    Under the `commits` marker there is no outer transaction; the tables are truncated instead.
+    """
+    commits = request.node.get_closest_marker("commits") is not None
+    started = time.perf_counter()
+    conn = engine.connect()
+    transaction = None if commits else conn.begin()
+    setup_ms = (time.perf_counter() - started) * 1000
+    yield conn
+    started = time.perf_counter()
+    if transaction is not None:
+        transaction.rollback()
+    conn.close()
+    if commits:
+        _truncate_all(engine)
+    else:
+        teardown_ms = (time.perf_counter() - started) * 1000
+        request.node.user_properties.append((ISOLATION_MS, round(setup_ms + teardown_ms, 4)))
+
+
+@pytest.fixture
+def db_session(db_connection: Connection) -> Iterator[Session]:
+    """A session on the test's connection, for arranging data and asserting on it."""
+    session = Session(bind=db_connection, join_transaction_mode="create_savepoint")
+    yield session
+    session.close()

@@ -1,0 +1,385 @@
+"""Finding real Postgres and Redis servers for the test run.
+
+Order, for each service (DESIGN.md, "Real services in tests"):
+
+1. `TEST_DATABASE_URL` / `TEST_REDIS_URL`;
+2. a testcontainers container, when a Docker daemon answers;
+3. a server already listening on 127.0.0.1 (5432 / 6379);
+4. a throwaway server started from local binaries (as the `postgres` user when run as root);
+5. otherwise the run stops with instructions. Integration tests are never skipped quietly.
+
+Discovery happens once, in the controlling process; xdist workers receive the result through
+`workerinput`. The pytest header names the backend that was chosen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import glob
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+POSTGRES_IMAGE = "postgres:15-alpine"
+REDIS_IMAGE = "redis:7-alpine"
+HOW_TO_PROVIDE = {
+    "postgres": (
+        "No PostgreSQL server for the integration tests. Provide one of: "
+        "TEST_DATABASE_URL=postgresql+psycopg://user:pass@host:port/postgres; "
+        "a running Docker daemon (testcontainers starts postgres:15); "
+        "a server on 127.0.0.1:5432 accepting user 'postgres'; "
+        "or PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin."
+    ),
+    "redis": (
+        "No Redis server for the integration tests. Provide one of: "
+        "TEST_REDIS_URL=redis://host:port; a running Docker daemon; "
+        "a server on 127.0.0.1:6379; or redis-server on PATH."
+    ),
+}
+
+
+class ServiceUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class Service:
+    """A server the tests may use, and how it was found."""
+
+    name: str
+    url: str
+    source: str
+    stop: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def public(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if k != "stop"}
+
+
+# --- probes ---------------------------------------------------------------------------------------
+
+
+def docker_answers() -> bool:
+    """True when a Docker daemon responds to a ping (never raises)."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False
+    # docker-py leaks its socket when the daemon is absent; reap it here, not in a random test.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            import docker
+
+            client = docker.from_env(timeout=3)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - any failure means "no usable daemon"
+            return False
+        finally:
+            gc.collect()
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- throwaway servers from local binaries -------------------------------------------------------
+
+
+def _postgres_bindir() -> Path | None:
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4])
+    )
+    return Path(candidates[-1]).parent if candidates else None
+
+
+def start_local_postgres() -> Service | None:
+    """initdb + pg_ctl into a temporary directory on a free port; None without binaries."""
+    bindir = _postgres_bindir()
+    if bindir is None or not (bindir / "initdb").exists():
+        return None
+    run_as: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="mastery-pg-"))
+    if os.geteuid() == 0:  # pg_ctl refuses to run as root
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            return None
+        os.chown(workdir, owner.pw_uid, owner.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data, log, port = workdir / "data", workdir / "server.log", free_port()
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(log),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    def stop() -> None:
+        subprocess.run(
+            [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    return Service(
+        "postgres",
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+        f"throwaway server from {bindir} on port {port}",
+        stop,
+    )
+
+
+def start_local_redis() -> Service | None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: port_open("127.0.0.1", port), 10, "redis-server to listen")
+
+    def stop() -> None:
+        process.terminate()
+        process.wait(timeout=10)
+
+    return Service(
+        "redis", f"redis://127.0.0.1:{port}", f"throwaway redis-server on port {port}", stop
+    )
+
+
+# --- containers ------------------------------------------------------------------------------
+
+
+def start_postgres_container() -> Service:
+    from testcontainers.community.postgres import PostgresContainer
+
+    container = PostgresContainer(POSTGRES_IMAGE, driver="psycopg").start()
+    url = container.get_connection_url().rsplit("/", 1)[0] + "/postgres"
+    return Service("postgres", url, f"testcontainers {POSTGRES_IMAGE}", container.stop)
+
+
+def start_redis_container() -> Service:
+    from testcontainers.community.redis import RedisContainer
+
+    container = RedisContainer(REDIS_IMAGE).start()
+    host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+    return Service(
+        "redis", f"redis://{host}:{port}", f"testcontainers {REDIS_IMAGE}", container.stop
+    )
+
+
+# --- discovery -------------------------------------------------------------------------------
+
+
+@dataclass
+class Probes:
+    """The outside world discovery looks at; tests substitute their own."""
+
+    env: dict[str, str]
+    docker: Callable[[], bool] = docker_answers
+    port_open: Callable[[str, int], bool] = port_open
+    start_postgres_container: Callable[[], Service] = start_postgres_container
+    start_redis_container: Callable[[], Service] = start_redis_container
+    start_local_postgres: Callable[[], Service | None] = start_local_postgres
+    start_local_redis: Callable[[], Service | None] = start_local_redis
+
+
+def discover(name: str, probes: Probes) -> tuple[Service, list[str]]:
+    """Find `name` ("postgres" or "redis") in the documented order; return it and the notes."""
+    env_var, port = {"postgres": ("TEST_DATABASE_URL", 5432), "redis": ("TEST_REDIS_URL", 6379)}[
+        name
+    ]
+    notes: list[str] = []
+    if probes.env.get(env_var):
+        return Service(name, probes.env[env_var], f"${env_var}"), notes
+    if probes.docker():
+        start = (
+            probes.start_postgres_container if name == "postgres" else probes.start_redis_container
+        )
+        return start(), notes
+    notes.append("Docker daemon not answering; passing over testcontainers")
+    if probes.port_open("127.0.0.1", port):
+        url = (
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+            if name == "postgres"
+            else f"redis://127.0.0.1:{port}"
+        )
+        return Service(name, url, f"server already listening on 127.0.0.1:{port}"), notes
+    notes.append(f"nothing listening on 127.0.0.1:{port}")
+    local = probes.start_local_postgres() if name == "postgres" else probes.start_local_redis()
+    if local is not None:
+        return local, notes
+    raise ServiceUnavailable(HOW_TO_PROVIDE[name])
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL before printing it."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}{':***' if ':' in credentials else ''}@{location}"
+
+
+# --- pytest wiring ---------------------------------------------------------------------------
+
+SERVICES_KEY = pytest.StashKey[dict[str, Service]]()
+NOTES_KEY = pytest.StashKey[list[str]]()
+WORKERINPUT_KEY = "mastery_services"
+
+
+def services_needed(config: pytest.Config) -> bool:
+    """Unit-only runs (every path argument under tests/unit) need no servers."""
+    unit_dir = (Path(str(config.rootpath)) / "tests" / "unit").resolve()
+    args = [arg.split("::", 1)[0] for arg in config.args]
+    if not args:
+        return True
+    return not all(Path(arg).resolve().is_relative_to(unit_dir) for arg in args)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        raw = json.loads(workerinput.get(WORKERINPUT_KEY, "{}"))
+        config.stash[SERVICES_KEY] = {name: Service(**data) for name, data in raw.items()}
+        config.stash[NOTES_KEY] = []
+        return
+    services: dict[str, Service] = {}
+    notes: list[str] = []
+    config.stash[SERVICES_KEY] = services
+    config.stash[NOTES_KEY] = notes
+    if not services_needed(config):
+        return
+    probes = Probes(env=dict(os.environ))
+    docker = probes.docker()
+    probes.docker = lambda: docker  # ask the daemon once, not once per service
+    try:
+        for name in ("postgres", "redis"):
+            service, found_notes = discover(name, probes)
+            services[name] = service
+            notes.extend(n for n in found_notes if n not in notes)
+    except (ServiceUnavailable, subprocess.CalledProcessError) as error:
+        _stop_all(services)
+        raise pytest.UsageError(f"{error}") from error
+
+
+def _stop_all(services: dict[str, Service]) -> None:
+    for service in services.values():
+        if service.stop is not None:
+            with contextlib.suppress(Exception):
+                service.stop()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if getattr(config, "workerinput", None) is None:
+        _stop_all(config.stash.get(SERVICES_KEY, {}))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """xdist: hand the discovered services to each worker."""
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    services = config.stash.get(SERVICES_KEY, {})
+    node.workerinput[WORKERINPUT_KEY] = json.dumps(  # type: ignore[attr-defined]
+        {name: service.public() for name, service in services.items()}
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    services = config.stash.get(SERVICES_KEY, {})
+    if not services:
+        return ["services: none (unit tests only)"]
+    lines = [f"{s.name}: {redact(s.url)} ({s.source})" for s in services.values()]
+    lines.extend(f"services note: {note}" for note in config.stash.get(NOTES_KEY, []))
+    return lines
+
+
+def services_of(config: pytest.Config) -> dict[str, Service]:
+    return config.stash.get(SERVICES_KEY, {})
+
+
+@pytest.fixture(scope="session")
+def redis_url(pytestconfig: pytest.Config, worker_id_name: str) -> str:
+    """The discovered Redis, with a logical database of this worker's own (1-15)."""
+    service = services_of(pytestconfig).get("redis")
+    if service is None:
+        raise RuntimeError("integration tests need Redis but discovery did not run")
+    number = int(worker_id_name.removeprefix("gw")) if worker_id_name.startswith("gw") else 0
+    return f"{service.url.rstrip('/')}/{number % 15 + 1}"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

@@ -1,0 +1,82 @@
+"""Settings: defaults that run anywhere, and hardened environments that refuse to be unsafe."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from app.config import DEV_SECRET_KEY, InsecureConfigError, Settings
+
+STRONG = "s" * 48
+POSTGRES = "postgresql+psycopg://mastery@db/mastery"
+
+
+def hardened(env: str = "production", **overrides: object) -> Settings:
+    values: dict[str, object] = {"app_env": env, "secret_key": STRONG, "database_url": POSTGRES}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_development_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APP_ENV", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+
+    assert settings.app_env == "development"
+    assert settings.database_url.startswith("sqlite")
+    assert settings.ai_provider == "offline"
+    settings.check_hardened()  # development never refuses
+
+
+def test_a_secure_production_configuration_starts() -> None:
+    hardened().check_hardened()
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"secret_key": DEV_SECRET_KEY}, "SECRET_KEY is the development default"),
+        ({"secret_key": "too-short"}, "SECRET_KEY is shorter than 32"),
+        ({"debug": True}, "DEBUG is on"),
+        ({"cors_origins": "*"}, "CORS_ORIGINS contains the wildcard"),
+        ({"database_url": "sqlite:///prod.db"}, "DATABASE_URL points at SQLite"),
+    ],
+)
+def test_hardened_environments_refuse_insecure_settings_and_name_them(
+    env: str, override: dict[str, object], named: str
+) -> None:
+    with pytest.raises(InsecureConfigError, match=named) as refused:
+        create_app(hardened(env, **override))
+
+    assert f"APP_ENV={env}" in str(refused.value)
+
+
+def test_every_insecure_setting_is_reported_at_once() -> None:
+    settings = hardened(secret_key=DEV_SECRET_KEY, debug=True, database_url="sqlite://")
+
+    assert len(settings.insecure_settings()) == 3
+
+
+def test_cors_origins_are_read_as_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example,")
+
+    assert Settings(_env_file=None).cors_origins == ["https://a.example", "https://b.example"]  # type: ignore[call-arg]
+
+
+def test_token_lifetimes_follow_the_settings() -> None:
+    settings = hardened(access_token_minutes=5, refresh_idle_days=2, refresh_absolute_days=9)
+
+    assert settings.access_token_ttl.total_seconds() == 300
+    assert settings.refresh_idle_ttl.days == 2
+    assert settings.refresh_absolute_ttl.days == 9
+
+
+def test_seed_demo_refuses_to_run_in_production() -> None:
+    app = create_app(hardened())
+
+    result = app.test_cli_runner().invoke(args=["seed", "demo"])
+
+    assert result.exit_code != 0
+    assert "never seeded in staging or production" in result.output
