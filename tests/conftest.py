@@ -42,8 +42,10 @@ def settings(worker_database_url: str, redis_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def session_app(settings: Settings) -> APIFlask:
-    return create_app(settings)
+def session_app(settings: Settings) -> Iterator[APIFlask]:
+    app = create_app(settings)
+    yield app
+    get_database(app).engine.dispose()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import statistics
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,9 @@ TEMPLATE_LOCK = 7_304_211  # pg_advisory_lock key: one template build at a time 
 
 TEMPLATE_KEY = pytest.StashKey[str]()
 TEMPLATE_NOTE_KEY = pytest.StashKey[str]()
-ISOLATION_MS = "isolation_ms"
-_isolation_samples: list[float] = []
+USES_DATABASE = "uses_database"
+_setup_seconds: dict[str, float] = {}
+_overhead_samples: list[float] = []
 
 
 def migrations_fingerprint(directory: Path = MIGRATIONS_DIR) -> str:
@@ -188,19 +188,21 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "teardown":
-        for key, value in report.user_properties:
-            if key == ISOLATION_MS:
-                _isolation_samples.append(float(value))
+    """Collect pytest's own setup + teardown time of every test that used the database."""
+    if report.when == "setup":
+        _setup_seconds[report.nodeid] = report.duration
+    elif report.when == "teardown" and (USES_DATABASE, True) in report.user_properties:
+        setup = _setup_seconds.pop(report.nodeid, 0.0)
+        _overhead_samples.append((setup + report.duration) * 1000)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if getattr(terminalreporter.config, "workerinput", None) is not None or not _isolation_samples:
+    if getattr(terminalreporter.config, "workerinput", None) is not None or not _overhead_samples:
         return
-    median = statistics.median(_isolation_samples)
+    median = statistics.median(_overhead_samples)
     terminalreporter.write_line(
         f"database isolation: median setup+teardown {median:.2f} ms per test "
-        f"over {len(_isolation_samples)} tests (savepoint rollback)"
+        f"over {len(_overhead_samples)} tests (all function-scoped fixtures included)"
     )
 
 
@@ -256,20 +258,16 @@ def db_connection(engine: Engine, request: pytest.FixtureRequest) -> Iterator[Co
     Under the `commits` marker there is no outer transaction; the tables are truncated instead.
     """
     commits = request.node.get_closest_marker("commits") is not None
-    started = time.perf_counter()
     conn = engine.connect()
     transaction = None if commits else conn.begin()
-    setup_ms = (time.perf_counter() - started) * 1000
     yield conn
-    started = time.perf_counter()
     if transaction is not None:
         transaction.rollback()
     conn.close()
     if commits:
         _truncate_all(engine)
     else:
-        teardown_ms = (time.perf_counter() - started) * 1000
-        request.node.user_properties.append((ISOLATION_MS, round(setup_ms + teardown_ms, 4)))
+        request.node.user_properties.append((USES_DATABASE, True))
 
 
 @pytest.fixture
