@@ -1,0 +1,268 @@
+"""Nox sessions: Mastery's merge gate and developer tasks.
+
+Plain `nox` (or `./noxw`, which brings its own pinned nox) runs the merge gate: lint,
+typecheck, security, unit, integration, migrations, coverage. `fmt`, `serve` and `lock` run
+only when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the session's tool.
+
+Every session installs exactly what is locked, with hashes, in requirements-dev.txt (runtime
+plus the `dev` dependency group), then the project itself without dependencies, so nox,
+pre-commit and CI run the same versions. `nox -s lock` regenerates the lock files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+# nox runs from its own venv's bin/, so the repository is not on sys.path by default.
+sys.path.insert(0, str(ROOT))
+
+from tools.audit_status import classify_audit, offline_audit_allowed  # noqa: E402
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.error_on_external_run = True
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "security",
+    "unit",
+    "integration",
+    "migrations",
+    "coverage",
+]
+
+PYTHON = "3.11"
+COVERAGE_DIR = Path("reports/coverage")
+LOCK_COMMAND = "./noxw -s lock"
+FORMATTED = ("app", "tests", "tools", "noxfile.py")
+
+
+def install_locked(session: nox.Session) -> None:
+    """Install the hash-locked dev requirements, then the project without re-resolving."""
+    session.install("-r", "requirements-dev.txt")
+    session.install("--no-deps", "-e", ".")
+
+
+def tests_to_run(session: nox.Session, test_dir: str) -> list[str]:
+    """`[test_dir]`, or nothing when the posargs already name tests under tests/ themselves."""
+    names_tests = any(arg.replace(os.sep, "/").startswith("tests/") for arg in session.posargs)
+    return [] if names_tests else [test_dir]
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Run the pre-commit hooks on every tracked file (mypy and bandit have their own sessions)."""
+    install_locked(session)
+    session.run(
+        "pre-commit",
+        "run",
+        "--all-files",
+        "--show-diff-on-failure",
+        *session.posargs,
+        env={"SKIP": "mypy,bandit"},
+    )
+
+
+@nox.session(python=PYTHON, default=False)
+def fmt(session: nox.Session) -> None:
+    """Rewrite the code with isort, then black (not part of the gate)."""
+    install_locked(session)
+    targets = session.posargs or FORMATTED
+    session.run("isort", *targets)
+    session.run("black", *targets)
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """Type-check with mypy, strict on app/ (configured in pyproject.toml)."""
+    install_locked(session)
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def security(session: nox.Session) -> None:
+    """Scan app/ with bandit, then audit the locked runtime requirements with pip-audit.
+
+    When pip-audit cannot reach its vulnerability service the session prints a line starting
+    `DEPENDENCY AUDIT NOT PERFORMED:` and fails, unless ALLOW_OFFLINE_AUDIT=1 is set, in which
+    case it prints the same line and passes. Vulnerabilities always fail.
+    """
+    install_locked(session)
+    session.run(
+        "bandit",
+        "-c",
+        "pyproject.toml",
+        "-r",
+        "app",
+        "--severity-level",
+        "medium",
+        "--confidence-level",
+        "medium",
+    )
+    # pip-audit exits 1 for vulnerabilities and for an unreachable service alike; the output
+    # tells them apart. Other exit codes (usage errors) fail here directly.
+    output = session.run(
+        "pip-audit",
+        "--strict",
+        "-r",
+        "requirements.txt",
+        "--require-hashes",
+        "--disable-pip",
+        "--progress-spinner",
+        "off",
+        *session.posargs,
+        silent=True,
+        success_codes=[0, 1],
+    )
+    output = output or ""
+    print(output, end="" if output.endswith("\n") else "\n", flush=True)
+    decision = classify_audit(output, allow_offline=offline_audit_allowed(os.environ))
+    if decision.banner:
+        rule = "!" * 100
+        print(f"\n{rule}\n{decision.banner}\n{rule}\n", file=sys.stderr, flush=True)
+        if not decision.failed:
+            session.warn("ALLOW_OFFLINE_AUDIT is set: passing without a dependency audit.")
+    if decision.failed:
+        hint = " (set ALLOW_OFFLINE_AUDIT=1 to accept)" if decision.banner else ""
+        session.error(f"Dependency audit failed: {decision.reason}{hint}")
+    session.log(f"Dependency audit: {decision.reason}")
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    """Run tests/unit (no I/O) in parallel with branch coverage of app/."""
+    install_locked(session)
+    run_pytest_with_coverage(session, "tests/unit", "unit")
+
+
+@nox.session(python=PYTHON)
+def integration(session: nox.Session) -> None:
+    """Run tests/integration against real Postgres and Redis, with branch coverage of app/."""
+    install_locked(session)
+    run_pytest_with_coverage(session, "tests/integration", "integration")
+
+
+def run_pytest_with_coverage(session: nox.Session, test_dir: str, name: str) -> None:
+    """Run pytest under coverage; pytest-cov combines the workers into COVERAGE_FILE."""
+    COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
+    env = {"COVERAGE_FILE": str(COVERAGE_DIR / f".coverage.{name}")}
+    session.run(
+        "pytest",
+        *tests_to_run(session, test_dir),
+        "-n",
+        "auto",
+        "--cov=app",
+        "--cov-branch",
+        "--cov-report=",
+        *session.posargs,  # last, so `-- -n 0` or `-- -p no:randomly` override the defaults
+        env=env,
+    )
+
+
+@nox.session(python=PYTHON)
+def migrations(session: nox.Session) -> None:
+    """Run the migration round trip and drift checks on real Postgres (no coverage)."""
+    install_locked(session)
+    session.run(
+        "pytest",
+        *tests_to_run(session, "tests/migrations"),
+        "-p",
+        "no:randomly",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def coverage(session: nox.Session) -> None:
+    """Combine unit and integration coverage and fail under 95 % branch coverage of app/."""
+    parts = [COVERAGE_DIR / ".coverage.unit", COVERAGE_DIR / ".coverage.integration"]
+    missing = [str(part) for part in parts if not part.is_file()]
+    if missing:
+        session.error(
+            f"Missing coverage data: {', '.join(missing)}. Run `nox -s unit integration` first"
+        )
+    install_locked(session)
+    # Not `.coverage`: coverage's reporting commands would take `.coverage.unit` and
+    # `.coverage.integration` for parallel pieces of it, combine them again and delete them.
+    env = {"COVERAGE_FILE": str(COVERAGE_DIR / ".coverage.combined")}
+    session.run("coverage", "combine", "--keep", *map(str, parts), env=env)
+    # Reports first, so they exist to look at when the threshold below fails.
+    session.run("coverage", "html", "-d", str(COVERAGE_DIR / "html"), env=env)
+    session.run("coverage", "xml", "-o", str(COVERAGE_DIR / "coverage.xml"), env=env)
+    session.run("coverage", "report", "--fail-under=95", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON, default=False)
+def serve(session: nox.Session) -> None:
+    """Serve the platform on http://127.0.0.1:5000 with demo data (`-- --port N` to change)."""
+    parser = argparse.ArgumentParser(prog="nox -s serve --", description=serve.__doc__)
+    parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (5000)")
+    try:
+        args = parser.parse_args(session.posargs)
+    except SystemExit as exc:  # argparse exits on --help and on bad arguments
+        if exc.code:
+            session.error("invalid arguments for serve; see the usage above")
+        session.skip("printed help")
+    install_locked(session)
+    # Embedded development defaults: SQLite under instance/, offline AI, eager jobs.
+    Path("instance").mkdir(exist_ok=True)
+    env = {"APP_ENV": "development"}
+    session.run("flask", "--app", "app", "db", "upgrade", env=env)
+    session.run("flask", "--app", "app", "seed", "demo", env=env)
+    session.run(
+        "flask",
+        "--app",
+        "app",
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--no-reload",
+        env=env,
+    )
+
+
+@nox.session(python=PYTHON, default=False)
+def lock(session: nox.Session) -> None:
+    """Regenerate requirements-nox.txt, requirements.txt and requirements-dev.txt with hashes.
+
+    Pins already in the files are kept; `-- --upgrade` or `-- --upgrade-package NAME` moves them.
+    Each file is constrained by the one before (requirements.txt, then requirements-dev.txt,
+    then requirements-nox.txt), so a package pinned in two of them has one version.
+    """
+    session.install("-r", "requirements-nox.txt")  # the pinned uv
+    compile_ = (
+        "uv",
+        "pip",
+        "compile",
+        "--quiet",
+        "--universal",
+        "--generate-hashes",
+        "--python-version",
+        PYTHON,
+        "--custom-compile-command",
+        LOCK_COMMAND,
+        *session.posargs,
+    )
+    session.run(*compile_, "pyproject.toml", "-o", "requirements.txt")
+    session.run(
+        *compile_,
+        "pyproject.toml",
+        "--group",
+        "dev",
+        "-c",
+        "requirements.txt",
+        "-o",
+        "requirements-dev.txt",
+    )
+    session.run(
+        *compile_, "requirements-nox.in", "-c", "requirements-dev.txt", "-o", "requirements-nox.txt"
+    )

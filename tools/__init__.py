@@ -1,0 +1,1 @@
+"""Helpers for the developer tooling (nox sessions, CI); not part of the platform."""
