@@ -1,10 +1,17 @@
-"""Swagger UI assets served from the installed swagger-ui-bundle: /docs works offline."""
+"""Swagger UI assets served from an installed package, so /docs works offline.
+
+The assets come from swagger-ui-py's static folder (Swagger UI 5.x): swagger-ui-bundle ships
+4.15, which cannot render the OpenAPI 3.1 document APIFlask produces (docs/decisions/0002).
+"""
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 from apiflask import APIFlask
 from flask import Blueprint
-from swagger_ui_bundle import swagger_ui_path
+
+ASSETS_DIR = files("swagger_ui") / "static"
 
 STATIC_URL = "/docs/static"
 
@@ -13,7 +20,7 @@ def init_app(app: APIFlask) -> None:
     assets = Blueprint(
         "swagger_ui_assets",
         __name__,
-        static_folder=str(swagger_ui_path),
+        static_folder=str(ASSETS_DIR),
         static_url_path=STATIC_URL,
     )
     app.register_blueprint(assets)
