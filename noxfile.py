@@ -137,19 +137,25 @@ def security(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def unit(session: nox.Session) -> None:
-    """Run tests/unit (no I/O) in parallel with branch coverage of app/."""
+    """Run tests/unit (no I/O) with branch coverage of app/.
+
+    Serial: the tier takes ~3 s, less than starting xdist workers (docs/benchmarks.md).
+    """
     install_locked(session)
-    run_pytest_with_coverage(session, "tests/unit", "unit")
+    run_pytest_with_coverage(session, "tests/unit", "unit", workers="0")
 
 
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
-    """Run tests/integration against real Postgres and Redis, with branch coverage of app/."""
+    """Run tests/integration against real Postgres and Redis, with branch coverage of app/.
+
+    One xdist worker per core, each on its own database cloned from the migrated template.
+    """
     install_locked(session)
-    run_pytest_with_coverage(session, "tests/integration", "integration")
+    run_pytest_with_coverage(session, "tests/integration", "integration", workers="auto")
 
 
-def run_pytest_with_coverage(session: nox.Session, test_dir: str, name: str) -> None:
+def run_pytest_with_coverage(session: nox.Session, test_dir: str, name: str, workers: str) -> None:
     """Run pytest under coverage; pytest-cov combines the workers into COVERAGE_FILE."""
     COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
     env = {"COVERAGE_FILE": str(COVERAGE_DIR / f".coverage.{name}")}
@@ -157,7 +163,7 @@ def run_pytest_with_coverage(session: nox.Session, test_dir: str, name: str) -> 
         "pytest",
         *tests_to_run(session, test_dir),
         "-n",
-        "auto",
+        workers,
         "--cov=app",
         "--cov-branch",
         "--cov-report=",
