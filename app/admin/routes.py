@@ -8,7 +8,9 @@ from typing import Any
 from apiflask import APIBlueprint
 
 from app.admin import service
-from app.admin.schemas import UserPatchIn
+from app.admin.schemas import StatsOut, UserPage, UserPatchIn, UsersQuery
+from app.audit.schemas import AuditPage, AuditQuery
+from app.audit.service import search as search_audit
 from app.auth.decorators import authenticated, current
 from app.auth.models import Role
 from app.auth.schemas import UserOut
@@ -32,3 +34,31 @@ bp = APIBlueprint("admin", __name__, url_prefix="/admin", tag="Admin")
 def update_user(user_id: uuid.UUID, body: UserPatchIn) -> Any:
     """Change a user's role or deactivate them (their tokens stop working at once)."""
     return service.update_user(get_session(), current(), user_id, body.role, body.is_active)
+
+
+@bp.get("/users")
+@authenticated(Role.ADMIN)
+@bp.input(UsersQuery, location="query", arg_name="query")
+@bp.output(UserPage, description="A page of users, newest first")
+def list_users(query: UsersQuery) -> Any:
+    """List and search users (by e-mail or display name, role, active flag)."""
+    users, next_cursor = service.list_users(get_session(), query)
+    return UserPage(items=[UserOut.model_validate(u) for u in users], next_cursor=next_cursor)
+
+
+@bp.get("/audit-log")
+@authenticated(Role.ADMIN)
+@bp.input(AuditQuery, location="query", arg_name="query")
+@bp.output(AuditPage, description="A page of audit records, newest first")
+def audit_log(query: AuditQuery) -> Any:
+    """Read the audit trail, filtered by actor, action and time range."""
+    records, next_cursor = search_audit(get_session(), query)
+    return {"items": records, "next_cursor": next_cursor}
+
+
+@bp.get("/stats")
+@authenticated(Role.ADMIN)
+@bp.output(StatsOut, description="Platform-wide counts")
+def stats() -> Any:
+    """Users by role and recent audit activity."""
+    return service.stats(get_session())

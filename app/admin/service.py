@@ -3,14 +3,60 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.admin.schemas import StatsOut, UsersQuery
+from app.audit.models import AuditRecord
 from app.audit.service import record as audit_record
 from app.auth.models import RefreshFamily, Role, User
 from app.db import utcnow
 from app.errors import Conflict, NotFound
+from app.pagination import paginate
+
+
+def _like_escaped(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_users(session: Session, query: UsersQuery) -> tuple[Sequence[User], str | None]:
+    """A page of users, newest first, filtered by search text, role and active flag."""
+    statement = select(User)
+    if query.q:
+        pattern = _like_escaped(query.q.lower())
+        statement = statement.where(
+            or_(
+                User.email.like(pattern, escape="\\"),
+                func.lower(User.display_name).like(pattern, escape="\\"),
+            )
+        )
+    if query.role is not None:
+        statement = statement.where(User.role == query.role)
+    if query.active is not None:
+        statement = statement.where(User.is_active.is_(query.active))
+    return paginate(session, statement, User.created_at, User.id, query)
+
+
+def stats(session: Session) -> StatsOut:
+    """Platform-wide counts for the admin dashboard."""
+    by_role = {role.value: 0 for role in Role}
+    for role, count in session.execute(select(User.role, func.count()).group_by(User.role)):
+        by_role[role.value] = count
+    active = session.scalar(select(func.count()).select_from(User).where(User.is_active)) or 0
+    recent = session.scalar(
+        select(func.count())
+        .select_from(AuditRecord)
+        .where(AuditRecord.occurred_at >= utcnow() - timedelta(hours=24))
+    )
+    return StatsOut(
+        users_total=sum(by_role.values()),
+        users_active=active,
+        users_by_role=by_role,
+        audit_records_last_24h=recent or 0,
+    )
 
 
 def update_user(
@@ -26,27 +72,30 @@ def update_user(
         raise NotFound("No such user.")
     if user.id == actor.id:
         raise Conflict("Administrators cannot change their own role or status.", slug="self-change")
-    changes: dict[str, object] = {}
     if role is not None and role is not user.role:
-        changes["role"] = {"from": user.role.value, "to": role.value}
+        audit_record(
+            session,
+            "admin.role_changed",
+            actor_id=actor.id,
+            target_type="user",
+            target_id=str(user.id),
+            details={"from": user.role.value, "to": role.value},
+        )
         user.role = role
     if is_active is not None and is_active != user.is_active:
-        changes["is_active"] = {"from": user.is_active, "to": is_active}
         user.is_active = is_active
+        audit_record(
+            session,
+            "admin.user_reactivated" if is_active else "admin.user_deactivated",
+            actor_id=actor.id,
+            target_type="user",
+            target_id=str(user.id),
+        )
         if not is_active:
             session.execute(
                 update(RefreshFamily)
                 .where(RefreshFamily.user_id == user.id, RefreshFamily.revoked_at.is_(None))
                 .values(revoked_at=utcnow(), revoked_reason="deactivated")
             )
-    if changes:
-        audit_record(
-            session,
-            "admin.user_updated",
-            actor_id=actor.id,
-            target_type="user",
-            target_id=str(user.id),
-            details=changes,
-        )
     session.commit()
     return user

@@ -55,7 +55,19 @@ def login(session: Session, email: str, password: str) -> tokens.TokenPair:
     user = session.scalar(select(User).where(User.email == normalise_email(email)))
     verified = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not verified or not user.is_active:
-        logger.info("login failed")
+        reason = "unknown_email" if user is None else "inactive" if verified else "bad_password"
+        # The audit record names the account (when there is one) and the reason, never the
+        # e-mail address or password that were offered.
+        audit_record(
+            session,
+            "auth.login_failed",
+            actor_id=user.id if user else None,
+            target_type="user" if user else None,
+            target_id=str(user.id) if user else None,
+            details={"reason": reason},
+        )
+        session.commit()
+        logger.info("login failed: %s", reason)
         raise Unauthorized(LOGIN_FAILED, slug="login-failed")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)

@@ -252,10 +252,10 @@ def test_role_change_takes_effect_on_the_next_request(
     )
     assert promoted.status_code == 200
     record = db_session.scalar(
-        select(AuditRecord).where(AuditRecord.action == "admin.user_updated")
+        select(AuditRecord).where(AuditRecord.action == "admin.role_changed")
     )
     assert record is not None
-    assert record.details["role"] == {"from": "learner", "to": "admin"}
+    assert record.details == {"from": "learner", "to": "admin"}
 
 
 def test_deactivated_users_tokens_stop_working_at_once(
@@ -329,10 +329,7 @@ def test_a_patch_that_changes_nothing_writes_no_audit_record(
     )
 
     assert response.status_code == 200
-    assert (
-        db_session.scalar(select(AuditRecord).where(AuditRecord.action == "admin.user_updated"))
-        is None
-    )
+    assert db_session.scalar(select(AuditRecord).where(AuditRecord.action.like("admin.%"))) is None
 
 
 def test_unauthenticated_admin_request_is_401_before_body_validation(client: FlaskClient) -> None:

@@ -99,7 +99,9 @@ def test_app_fixture_is_the_test_profile(app: APIFlask) -> None:
     assert app.extensions["mastery.settings"].app_env == "test"
 
 
-def test_the_served_swagger_ui_can_render_the_documents_openapi_version(client: FlaskClient) -> None:
+def test_the_served_swagger_ui_can_render_the_documents_openapi_version(
+    client: FlaskClient,
+) -> None:
     """Swagger UI 4 shows "Unable to render this definition" for OpenAPI 3.1; 5 has an OAS 3.1 plugin."""
     assert client.get("/openapi.json").get_json()["openapi"].startswith("3.1")
     with client.get("/docs/static/swagger-ui-bundle.js") as bundle:

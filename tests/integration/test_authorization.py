@@ -1,0 +1,153 @@
+"""Who may call what: one declarative row per route, checked for every role.
+
+`test_every_route_has_an_authorization_row` walks the application's URL map, so a new route
+without a row fails the gate until someone decides (and tests) who may call it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+
+from app.auth.models import Role, User
+from tests.conftest import PASSWORD, bearer
+
+ROLES = ("anonymous", "learner", "instructor", "admin")
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True)
+class World:
+    """What a request may refer to: a target user and a fresh login of them."""
+
+    target: User
+    tokens: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    rule: str
+    expected: dict[str, int]
+    path: Callable[[World], str] | None = None
+    body: Callable[[World], Any] | None = None
+    query: dict[str, str] = field(default_factory=dict)
+
+
+def everyone(status: int) -> dict[str, int]:
+    return dict.fromkeys(ROLES, status)
+
+
+def signed_in(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "learner": status, "instructor": status, "admin": status}
+
+
+def admins_only(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "learner": 403, "instructor": 403, "admin": status}
+
+
+TABLE = [
+    Row("GET", "/healthz", everyone(200)),
+    Row("GET", "/readyz", everyone(200)),
+    Row("GET", "/openapi.json", everyone(200)),
+    Row("GET", "/docs", everyone(200)),
+    Row("GET", "/docs/oauth2-redirect", everyone(200)),
+    Row(
+        "GET",
+        "/docs/static/<path:filename>",
+        everyone(200),
+        path=lambda w: "/docs/static/index.css",
+    ),
+    Row(
+        "POST",
+        "/auth/register",
+        everyone(201),
+        body=lambda w: {
+            "email": f"new-{w.target.id}@example.com",
+            "password": PASSWORD,
+            "display_name": "New",
+        },
+    ),
+    Row(
+        "POST",
+        "/auth/login",
+        everyone(200),
+        body=lambda w: {"email": w.target.email, "password": PASSWORD},
+    ),
+    Row(
+        "POST",
+        "/auth/refresh",
+        everyone(200),
+        body=lambda w: {"refresh_token": w.tokens["refresh_token"]},
+    ),
+    Row(
+        "POST",
+        "/auth/logout",
+        everyone(204),
+        body=lambda w: {"refresh_token": w.tokens["refresh_token"]},
+    ),
+    Row("GET", "/auth/me", signed_in(200)),
+    Row("GET", "/admin/users", admins_only(200)),
+    Row(
+        "PATCH",
+        "/admin/users/<uuid:user_id>",
+        admins_only(200),
+        path=lambda w: f"/admin/users/{w.target.id}",
+        body=lambda w: {"role": "instructor"},
+    ),
+    Row("GET", "/admin/audit-log", admins_only(200)),
+    Row("GET", "/admin/stats", admins_only(200)),
+]
+
+
+def test_every_route_has_an_authorization_row(session_app: APIFlask) -> None:
+    routes = {
+        (method, rule.rule)
+        for rule in session_app.url_map.iter_rules()
+        for method in (rule.methods or set()) - IGNORED_METHODS
+    }
+    rows = {(row.method, row.rule) for row in TABLE}
+
+    assert routes - rows == set(), "routes without an authorization row"
+    assert rows - routes == set(), "rows for routes that no longer exist"
+
+
+def test_every_row_names_every_role() -> None:
+    for row in TABLE:
+        assert set(row.expected) == set(ROLES), row.rule
+
+
+@pytest.mark.parametrize(
+    ("row", "role"),
+    list(itertools.product(TABLE, ROLES)),
+    ids=[f"{row.method} {row.rule} as {role}" for row, role in itertools.product(TABLE, ROLES)],
+)
+def test_route_answers_each_role_as_the_table_says(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Callable[[User], dict[str, str]],
+    row: Row,
+    role: str,
+) -> None:
+    target = make_user()
+    world = World(target=target, tokens=login(target))
+    headers = {} if role == "anonymous" else bearer(login(make_user(Role(role)))["access_token"])
+
+    response = client.open(
+        row.path(world) if row.path else row.rule,
+        method=row.method,
+        headers=headers,
+        json=row.body(world) if row.body else None,
+        query_string=row.query,
+    )
+
+    assert response.status_code == row.expected[role], response.get_data(as_text=True)[:300]
+    if response.status_code >= 400:
+        assert response.mimetype == "application/problem+json"
+    response.close()
