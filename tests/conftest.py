@@ -15,6 +15,7 @@ from app import create_app
 from app.auth import passwords
 from app.auth.models import Role, User
 from app.config import Settings
+from app.content.models import Course, CourseStatus, Skill
 from app.db import get_database
 
 pytest_plugins = ["tests.plugins.services", "tests.plugins.database"]
@@ -105,3 +106,19 @@ def login(client: FlaskClient) -> Callable[[User], dict[str, str]]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def make_course(db_session: Session, make_user: Callable[..., User]) -> Callable[..., Course]:
+    """A course with one skill, owned by a fresh instructor unless an owner is given."""
+
+    def make(owner: User | None = None, status: CourseStatus = CourseStatus.DRAFT) -> Course:
+        course = Course(
+            owner_id=(owner or make_user(Role.INSTRUCTOR)).id, title="Course", status=status
+        )
+        course.skills.append(Skill(name="Skill"))
+        db_session.add(course)
+        db_session.commit()
+        return course
+
+    return make

@@ -16,6 +16,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from app.auth.models import Role, User
+from app.content.models import Course, CourseStatus, Skill
 from tests.conftest import PASSWORD, bearer
 
 ROLES = ("anonymous", "learner", "instructor", "admin")
@@ -24,10 +25,21 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 @dataclass(frozen=True)
 class World:
-    """What a request may refer to: a target user and a fresh login of them."""
+    """What a request may refer to: a user and their login, and another instructor's course."""
 
     target: User
     tokens: dict[str, str]
+    course: Course
+    skill: Skill
+
+
+def not_owner(status: int) -> dict[str, int]:
+    """Instructors may do this to their own content only; the world's course is someone else's."""
+    return {"anonymous": 401, "learner": 403, "instructor": 403, "admin": status}
+
+
+def authors(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "learner": 403, "instructor": status, "admin": status}
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,48 @@ TABLE = [
         body=lambda w: {"refresh_token": w.tokens["refresh_token"]},
     ),
     Row("GET", "/auth/me", signed_in(200)),
+    Row("GET", "/courses", signed_in(200)),
+    Row("POST", "/courses", authors(201), body=lambda w: {"title": "Algebra"}),
+    Row(
+        "GET", "/courses/<uuid:course_id>", signed_in(200), path=lambda w: f"/courses/{w.course.id}"
+    ),
+    Row(
+        "PATCH",
+        "/courses/<uuid:course_id>",
+        not_owner(200),
+        path=lambda w: f"/courses/{w.course.id}",
+        body=lambda w: {"title": "Renamed"},
+    ),
+    Row(
+        "DELETE",
+        "/courses/<uuid:course_id>",
+        not_owner(204),
+        path=lambda w: f"/courses/{w.course.id}",
+    ),
+    Row(
+        "GET",
+        "/courses/<uuid:course_id>/skills",
+        signed_in(200),
+        path=lambda w: f"/courses/{w.course.id}/skills",
+    ),
+    Row(
+        "POST",
+        "/courses/<uuid:course_id>/skills",
+        not_owner(201),
+        path=lambda w: f"/courses/{w.course.id}/skills",
+        body=lambda w: {"name": "Fractions"},
+    ),
+    Row("GET", "/skills/<uuid:skill_id>", signed_in(200), path=lambda w: f"/skills/{w.skill.id}"),
+    Row(
+        "PATCH",
+        "/skills/<uuid:skill_id>",
+        not_owner(200),
+        path=lambda w: f"/skills/{w.skill.id}",
+        body=lambda w: {"name": "Decimals"},
+    ),
+    Row(
+        "DELETE", "/skills/<uuid:skill_id>", not_owner(204), path=lambda w: f"/skills/{w.skill.id}"
+    ),
     Row("GET", "/admin/users", admins_only(200)),
     Row(
         "PATCH",
@@ -132,11 +186,13 @@ def test_route_answers_each_role_as_the_table_says(
     client: FlaskClient,
     make_user: Callable[..., User],
     login: Callable[[User], dict[str, str]],
+    make_course: Callable[..., Course],
     row: Row,
     role: str,
 ) -> None:
     target = make_user()
-    world = World(target=target, tokens=login(target))
+    course = make_course(status=CourseStatus.PUBLISHED)
+    world = World(target=target, tokens=login(target), course=course, skill=course.skills[0])
     headers = {} if role == "anonymous" else bearer(login(make_user(Role(role)))["access_token"])
 
     response = client.open(

@@ -18,7 +18,15 @@ from app.migrations import alembic_config
 from app.models import Base
 from tests.plugins.database import clone_database, drop_database
 
-EXPECTED_TABLES = {"users", "refresh_families", "refresh_tokens", "signing_keys", "audit_log"}
+EXPECTED_TABLES = {
+    "users",
+    "refresh_families",
+    "refresh_tokens",
+    "signing_keys",
+    "audit_log",
+    "courses",
+    "skills",
+}
 
 
 @pytest.fixture

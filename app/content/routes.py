@@ -1,0 +1,130 @@
+"""Content routes: thin wrappers over `service`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from apiflask import APIBlueprint
+
+from app.auth.decorators import authenticated, current
+from app.auth.models import Role
+from app.content import service
+from app.content.schemas import (
+    CourseIn,
+    CourseOut,
+    CoursePage,
+    CoursePatch,
+    CoursesQuery,
+    SkillIn,
+    SkillOut,
+    SkillPage,
+    SkillPatch,
+)
+from app.db import get_session
+from app.pagination import PageQuery
+
+bp = APIBlueprint("content", __name__, tag="Content")
+
+BODY_ERRORS = {400: "Malformed JSON body", 415: "The body is not application/json"}
+HIDDEN = {404: "No such resource, or the caller may not see it"}
+EDIT_ERRORS = {**BODY_ERRORS, **HIDDEN, 403: "Only the owner or an admin may change it"}
+
+
+@bp.get("/courses")
+@authenticated()
+@bp.input(CoursesQuery, location="query", arg_name="query")
+@bp.output(CoursePage, description="Courses the caller may see, newest first")
+def list_courses(query: CoursesQuery) -> Any:
+    """List courses (learners: published only; instructors: also their own drafts)."""
+    courses, next_cursor = service.list_courses(get_session(), current(), query)
+    return {"items": courses, "next_cursor": next_cursor}
+
+
+@bp.post("/courses")
+@authenticated(Role.INSTRUCTOR)
+@bp.input(CourseIn, arg_name="body")
+@bp.output(CourseOut, status_code=201, description="The new draft course")
+@bp.doc(responses=BODY_ERRORS)
+def create_course(body: CourseIn) -> Any:
+    """Create a draft course owned by the caller."""
+    return service.create_course(get_session(), current(), body)
+
+
+@bp.get("/courses/<uuid:course_id>")
+@authenticated()
+@bp.output(CourseOut, description="The course")
+@bp.doc(responses=HIDDEN)
+def get_course(course_id: uuid.UUID) -> Any:
+    """Read a course."""
+    return service.get_course(get_session(), current(), course_id)
+
+
+@bp.patch("/courses/<uuid:course_id>")
+@authenticated(Role.INSTRUCTOR)
+@bp.input(CoursePatch, arg_name="body")
+@bp.output(CourseOut, description="The updated course")
+@bp.doc(responses=EDIT_ERRORS)
+def update_course(course_id: uuid.UUID, body: CoursePatch) -> Any:
+    """Edit or (un)publish a course."""
+    return service.update_course(get_session(), current(), course_id, body)
+
+
+@bp.delete("/courses/<uuid:course_id>")
+@authenticated(Role.INSTRUCTOR)
+@bp.output({}, status_code=204, description="The course and its skills are deleted")
+@bp.doc(responses={**HIDDEN, 403: "Only the owner or an admin may delete it"})
+def delete_course(course_id: uuid.UUID) -> Any:
+    """Delete a course with its skills (audited)."""
+    service.delete_course(get_session(), current(), course_id)
+    return ""
+
+
+@bp.get("/courses/<uuid:course_id>/skills")
+@authenticated()
+@bp.input(PageQuery, location="query", arg_name="query")
+@bp.output(SkillPage, description="The course's skills, newest first")
+@bp.doc(responses=HIDDEN)
+def list_skills(course_id: uuid.UUID, query: PageQuery) -> Any:
+    """List a course's skills."""
+    skills, next_cursor = service.list_skills(get_session(), current(), course_id, query)
+    return {"items": skills, "next_cursor": next_cursor}
+
+
+@bp.post("/courses/<uuid:course_id>/skills")
+@authenticated(Role.INSTRUCTOR)
+@bp.input(SkillIn, arg_name="body")
+@bp.output(SkillOut, status_code=201, description="The new skill")
+@bp.doc(responses=EDIT_ERRORS)
+def create_skill(course_id: uuid.UUID, body: SkillIn) -> Any:
+    """Add a skill to a course."""
+    return service.create_skill(get_session(), current(), course_id, body)
+
+
+@bp.get("/skills/<uuid:skill_id>")
+@authenticated()
+@bp.output(SkillOut, description="The skill")
+@bp.doc(responses=HIDDEN)
+def get_skill(skill_id: uuid.UUID) -> Any:
+    """Read a skill."""
+    return service.get_skill(get_session(), current(), skill_id)
+
+
+@bp.patch("/skills/<uuid:skill_id>")
+@authenticated(Role.INSTRUCTOR)
+@bp.input(SkillPatch, arg_name="body")
+@bp.output(SkillOut, description="The updated skill")
+@bp.doc(responses=EDIT_ERRORS)
+def update_skill(skill_id: uuid.UUID, body: SkillPatch) -> Any:
+    """Edit a skill."""
+    return service.update_skill(get_session(), current(), skill_id, body)
+
+
+@bp.delete("/skills/<uuid:skill_id>")
+@authenticated(Role.INSTRUCTOR)
+@bp.output({}, status_code=204, description="The skill is deleted")
+@bp.doc(responses={**HIDDEN, 403: "Only the owner or an admin may delete it"})
+def delete_skill(skill_id: uuid.UUID) -> Any:
+    """Delete a skill (audited)."""
+    service.delete_skill(get_session(), current(), skill_id)
+    return ""
