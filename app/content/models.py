@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, String, Text, Uuid
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, new_id, utcnow
@@ -17,6 +18,26 @@ class CourseStatus(enum.StrEnum):
     PUBLISHED = "published"
 
 
+class ItemKind(enum.StrEnum):
+    MCQ = "mcq"
+    SHORT_ANSWER = "short_answer"
+
+
+class ItemStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    RETIRED = "retired"
+
+
+class ItemOrigin(enum.StrEnum):
+    HUMAN = "human"
+    AI = "ai"
+
+
+def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(kind, name=name, values_callable=lambda members: [m.value for m in members])
+
+
 class Course(Base):
     __tablename__ = "courses"
 
@@ -25,9 +46,7 @@ class Course(Base):
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[CourseStatus] = mapped_column(
-        Enum(CourseStatus, name="course_status", values_callable=lambda e: [m.value for m in e]),
-        default=CourseStatus.DRAFT,
-        index=True,
+        _enum(CourseStatus, "course_status"), default=CourseStatus.DRAFT, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -50,3 +69,39 @@ class Skill(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     course: Mapped[Course] = relationship(back_populates="skills")
+    items: Mapped[list[Item]] = relationship(
+        back_populates="skill", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Item(Base):
+    """A question. Once published its scoring fields never change; a fix is a new version."""
+
+    __tablename__ = "items"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    skill_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("skills.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[ItemKind] = mapped_column(_enum(ItemKind, "item_kind"))
+    status: Mapped[ItemStatus] = mapped_column(
+        _enum(ItemStatus, "item_status"), default=ItemStatus.DRAFT, index=True
+    )
+    origin: Mapped[ItemOrigin] = mapped_column(
+        _enum(ItemOrigin, "item_origin"), default=ItemOrigin.HUMAN, index=True
+    )
+    prompt: Mapped[str] = mapped_column(Text)
+    # mcq: [{"text": ..., "correct": bool}, ...]; short_answer: None
+    choices: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    reference_answer: Mapped[str | None] = mapped_column(Text)
+    rubric: Mapped[str | None] = mapped_column(Text)
+    a: Mapped[float] = mapped_column(Float, default=1.0)  # IRT discrimination
+    b: Mapped[float] = mapped_column(Float, default=0.0)  # IRT difficulty, updated by calibration
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    previous_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("items.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    skill: Mapped[Skill] = relationship(back_populates="items")

@@ -9,13 +9,19 @@ from apiflask import APIBlueprint
 
 from app.auth.decorators import authenticated, current
 from app.auth.models import Role
-from app.content import service
+from app.content import items, service
 from app.content.schemas import (
     CourseIn,
     CourseOut,
     CoursePage,
     CoursePatch,
     CoursesQuery,
+    ItemIn,
+    ItemOut,
+    ItemPage,
+    ItemPatch,
+    ItemsQuery,
+    ItemView,
     SkillIn,
     SkillOut,
     SkillPage,
@@ -128,3 +134,64 @@ def delete_skill(skill_id: uuid.UUID) -> Any:
     """Delete a skill (audited)."""
     service.delete_skill(get_session(), current(), skill_id)
     return ""
+
+
+@bp.get("/skills/<uuid:skill_id>/items")
+@authenticated()
+@bp.input(ItemsQuery, location="query", arg_name="query")
+@bp.output(ItemPage, description="Items, newest first; learners see published ones without keys")
+@bp.doc(responses=HIDDEN)
+def list_items(skill_id: uuid.UUID, query: ItemsQuery) -> Any:
+    """List a skill's items, filtered by status and origin."""
+    user = current()
+    found, next_cursor = items.list_items(get_session(), user, skill_id, query)
+    return {"items": [items.view(i, user) for i in found], "next_cursor": next_cursor}
+
+
+@bp.post("/skills/<uuid:skill_id>/items")
+@authenticated(Role.INSTRUCTOR)
+@bp.input(ItemIn, arg_name="body")
+@bp.output(ItemOut, status_code=201, description="The new draft item")
+@bp.doc(responses=EDIT_ERRORS)
+def create_item(skill_id: uuid.UUID, body: ItemIn) -> Any:
+    """Author an item (mcq or short_answer) as a draft."""
+    return items.create_item(get_session(), current(), skill_id, body)
+
+
+@bp.get("/items/<uuid:item_id>")
+@authenticated()
+@bp.output(ItemView, description="The item; the answer key only for its author and admins")
+@bp.doc(responses=HIDDEN)
+def get_item(item_id: uuid.UUID) -> Any:
+    """Read an item."""
+    user = current()
+    return items.view(items.get_item(get_session(), user, item_id), user)
+
+
+@bp.patch("/items/<uuid:item_id>")
+@authenticated(Role.INSTRUCTOR)
+@bp.input(ItemPatch, arg_name="body")
+@bp.output(ItemOut, description="The updated item")
+@bp.doc(responses={**EDIT_ERRORS, 409: "Published items are frozen; retired items cannot change"})
+def update_item(item_id: uuid.UUID, body: ItemPatch) -> Any:
+    """Edit a draft item, or retire a published one (`{"status": "retired"}`)."""
+    return items.update_item(get_session(), current(), item_id, body)
+
+
+@bp.delete("/items/<uuid:item_id>")
+@authenticated(Role.INSTRUCTOR)
+@bp.output({}, status_code=204, description="The draft item is deleted")
+@bp.doc(responses={**HIDDEN, 403: "Only the owner or an admin", 409: "Only drafts can be deleted"})
+def delete_item(item_id: uuid.UUID) -> Any:
+    """Delete a draft item."""
+    items.delete_item(get_session(), current(), item_id)
+    return ""
+
+
+@bp.post("/items/<uuid:item_id>/publish")
+@authenticated(Role.INSTRUCTOR)
+@bp.output(ItemOut, description="The published item")
+@bp.doc(responses={**HIDDEN, 403: "Only the owner or an admin", 409: "Only drafts are published"})
+def publish_item(item_id: uuid.UUID) -> Any:
+    """Publish a draft item (audited); its scoring is frozen from now on."""
+    return items.publish_item(get_session(), current(), item_id)

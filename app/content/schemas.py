@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from app.auth.schemas import StrictInput
-from app.content.models import CourseStatus
+from app.content.models import CourseStatus, ItemKind, ItemOrigin, ItemStatus
 from app.pagination import PageQuery
+
+A_MIN, A_MAX = 0.2, 3.0
+B_MIN, B_MAX = -4.0, 4.0
 
 Title = Field(min_length=1, max_length=200, pattern=r"\S")
 Description = Field(default="", max_length=5000)
@@ -85,4 +88,120 @@ class SkillOut(BaseModel):
 
 class SkillPage(BaseModel):
     items: list[SkillOut]
+    next_cursor: str | None
+
+
+class ChoiceIn(StrictInput):
+    text: str = Field(min_length=1, max_length=500)
+    correct: bool = False
+
+
+class ItemIn(StrictInput):
+    """A new item. `mcq` needs 2-8 choices with exactly one correct; `short_answer` needs a
+    reference answer and a rubric."""
+
+    kind: ItemKind
+    prompt: str = Field(min_length=1, max_length=5000, pattern=r"\S")
+    choices: list[ChoiceIn] | None = Field(None, min_length=2, max_length=8)
+    reference_answer: str | None = Field(None, min_length=1, max_length=2000)
+    rubric: str | None = Field(None, min_length=1, max_length=5000)
+    a: float = Field(1.0, ge=A_MIN, le=A_MAX, description="IRT discrimination")
+    b: float = Field(0.0, ge=B_MIN, le=B_MAX, description="IRT difficulty")
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> ItemIn:
+        check_item_fields(self.kind, self.choices, self.reference_answer, self.rubric)
+        return self
+
+
+def check_item_fields(
+    kind: ItemKind,
+    choices: list[ChoiceIn] | None,
+    reference_answer: str | None,
+    rubric: str | None,
+) -> None:
+    if kind is ItemKind.MCQ:
+        if choices is None:
+            raise ValueError("choices: an mcq item needs 2-8 choices")
+        if sum(choice.correct for choice in choices) != 1:
+            raise ValueError("choices: exactly one choice must be correct")
+        if reference_answer is not None or rubric is not None:
+            raise ValueError("an mcq item has no reference_answer or rubric")
+    else:
+        if choices is not None:
+            raise ValueError("choices: a short_answer item has no choices")
+        if reference_answer is None or rubric is None:
+            raise ValueError("a short_answer item needs reference_answer and rubric")
+
+
+class ItemPatch(StrictInput):
+    """Edits. On a published item only `status: retired` is accepted (scoring is frozen)."""
+
+    prompt: str | None = Field(None, min_length=1, max_length=5000, pattern=r"\S")
+    choices: list[ChoiceIn] | None = Field(None, min_length=2, max_length=8)
+    reference_answer: str | None = Field(None, min_length=1, max_length=2000)
+    rubric: str | None = Field(None, min_length=1, max_length=5000)
+    a: float | None = Field(None, ge=A_MIN, le=A_MAX)
+    b: float | None = Field(None, ge=B_MIN, le=B_MAX)
+    status: ItemStatus | None = Field(None, description="Only `retired` may be set here")
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ItemPatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        if self.status is not None and self.status is not ItemStatus.RETIRED:
+            raise ValueError("status: only 'retired' can be set; publish with POST .../publish")
+        return self
+
+
+class ChoiceOut(BaseModel):
+    text: str
+
+
+class ItemPublicOut(BaseModel):
+    """What a learner sees: never the answer key, reference answer or rubric."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    skill_id: uuid.UUID
+    kind: ItemKind
+    prompt: str
+    choices: list[ChoiceOut] | None
+
+
+class AuthorChoiceOut(BaseModel):
+    text: str
+    correct: bool
+
+
+class ItemOut(ItemPublicOut):
+    """What the course's author and admins see."""
+
+    choices: list[AuthorChoiceOut] | None  # type: ignore[assignment]  # authors see the key
+    reference_answer: str | None
+    rubric: str | None
+    a: float
+    b: float
+    status: ItemStatus
+    origin: ItemOrigin
+    version: int
+    previous_version_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemsQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid")
+
+    status: ItemStatus | None = None
+    origin: ItemOrigin | None = None
+
+
+class ItemView(RootModel[ItemOut | ItemPublicOut]):
+    """Authors and admins get `ItemOut`; everyone else `ItemPublicOut`."""
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut | ItemPublicOut]
     next_cursor: str | None

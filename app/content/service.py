@@ -30,7 +30,7 @@ def _visible(user: User) -> ColumnElement[bool]:
     return published
 
 
-def _require_editor(course: Course, user: User) -> None:
+def require_editor(course: Course, user: User) -> None:
     if user.role is not Role.ADMIN and course.owner_id != user.id:
         raise Forbidden("Only the course's owner or an admin may change it.", slug="not-owner")
 
@@ -62,7 +62,7 @@ def create_course(session: Session, user: User, data: CourseIn) -> Course:
 
 def update_course(session: Session, user: User, course_id: uuid.UUID, data: CoursePatch) -> Course:
     course = get_course(session, user, course_id)
-    _require_editor(course, user)
+    require_editor(course, user)
     if data.title is not None:
         course.title = data.title.strip()
     if data.description is not None:
@@ -82,7 +82,7 @@ def update_course(session: Session, user: User, course_id: uuid.UUID, data: Cour
 
 def delete_course(session: Session, user: User, course_id: uuid.UUID) -> None:
     course = get_course(session, user, course_id)
-    _require_editor(course, user)
+    require_editor(course, user)
     audit_record(
         session,
         "course.deleted",
@@ -112,7 +112,7 @@ def get_skill(session: Session, user: User, skill_id: uuid.UUID) -> Skill:
 
 def create_skill(session: Session, user: User, course_id: uuid.UUID, data: SkillIn) -> Skill:
     course = get_course(session, user, course_id)
-    _require_editor(course, user)
+    require_editor(course, user)
     skill = Skill(course_id=course.id, name=data.name.strip(), description=data.description)
     session.add(skill)
     session.commit()
@@ -121,7 +121,7 @@ def create_skill(session: Session, user: User, course_id: uuid.UUID, data: Skill
 
 def update_skill(session: Session, user: User, skill_id: uuid.UUID, data: SkillPatch) -> Skill:
     skill = get_skill(session, user, skill_id)
-    _require_editor(skill.course, user)
+    require_editor(skill.course, user)
     if data.name is not None:
         skill.name = data.name.strip()
     if data.description is not None:
@@ -132,7 +132,7 @@ def update_skill(session: Session, user: User, skill_id: uuid.UUID, data: SkillP
 
 def delete_skill(session: Session, user: User, skill_id: uuid.UUID) -> None:
     skill = get_skill(session, user, skill_id)
-    _require_editor(skill.course, user)
+    require_editor(skill.course, user)
     audit_record(
         session, "skill.deleted", actor_id=user.id, target_type="skill", target_id=str(skill.id)
     )

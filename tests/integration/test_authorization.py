@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
-from app.content.models import Course, CourseStatus, Skill
+from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
 from tests.conftest import PASSWORD, bearer
 
 ROLES = ("anonymous", "learner", "instructor", "admin")
@@ -31,11 +32,18 @@ class World:
     tokens: dict[str, str]
     course: Course
     skill: Skill
+    published_item: Item
+    draft_item: Item
 
 
 def not_owner(status: int) -> dict[str, int]:
     """Instructors may do this to their own content only; the world's course is someone else's."""
     return {"anonymous": 401, "learner": 403, "instructor": 403, "admin": status}
+
+
+def draft_owner(status: int) -> dict[str, int]:
+    """Another instructor's draft is invisible to a non-owning instructor: 404, not 403."""
+    return {"anonymous": 401, "learner": 403, "instructor": 404, "admin": status}
 
 
 def authors(status: int) -> dict[str, int]:
@@ -147,6 +155,49 @@ TABLE = [
     Row(
         "DELETE", "/skills/<uuid:skill_id>", not_owner(204), path=lambda w: f"/skills/{w.skill.id}"
     ),
+    Row(
+        "GET",
+        "/skills/<uuid:skill_id>/items",
+        signed_in(200),
+        path=lambda w: f"/skills/{w.skill.id}/items",
+    ),
+    Row(
+        "POST",
+        "/skills/<uuid:skill_id>/items",
+        not_owner(201),
+        path=lambda w: f"/skills/{w.skill.id}/items",
+        body=lambda w: {
+            "kind": "short_answer",
+            "prompt": "Why?",
+            "reference_answer": "So.",
+            "rubric": "Any.",
+        },
+    ),
+    Row(
+        "GET",
+        "/items/<uuid:item_id>",
+        signed_in(200),
+        path=lambda w: f"/items/{w.published_item.id}",
+    ),
+    Row(
+        "PATCH",
+        "/items/<uuid:item_id>",
+        not_owner(200),
+        path=lambda w: f"/items/{w.published_item.id}",
+        body=lambda w: {"status": "retired"},
+    ),
+    Row(
+        "DELETE",
+        "/items/<uuid:item_id>",
+        draft_owner(204),
+        path=lambda w: f"/items/{w.draft_item.id}",
+    ),
+    Row(
+        "POST",
+        "/items/<uuid:item_id>/publish",
+        draft_owner(200),
+        path=lambda w: f"/items/{w.draft_item.id}/publish",
+    ),
     Row("GET", "/admin/users", admins_only(200)),
     Row(
         "PATCH",
@@ -187,12 +238,29 @@ def test_route_answers_each_role_as_the_table_says(
     make_user: Callable[..., User],
     login: Callable[[User], dict[str, str]],
     make_course: Callable[..., Course],
+    db_session: Session,
     row: Row,
     role: str,
 ) -> None:
     target = make_user()
     course = make_course(status=CourseStatus.PUBLISHED)
-    world = World(target=target, tokens=login(target), course=course, skill=course.skills[0])
+    skill = course.skills[0]
+    items = [
+        Item(
+            skill_id=skill.id,
+            kind=ItemKind.SHORT_ANSWER,
+            prompt="Q",
+            reference_answer="A",
+            rubric="R",
+            status=status,
+        )
+        for status in (ItemStatus.PUBLISHED, ItemStatus.DRAFT)
+    ]
+    db_session.add_all(items)
+    db_session.commit()
+    world = World(
+        target, login(target), course, skill, published_item=items[0], draft_item=items[1]
+    )
     headers = {} if role == "anonymous" else bearer(login(make_user(Role(role)))["access_token"])
 
     response = client.open(

@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "audit_log",
     "courses",
     "skills",
+    "items",
 }
 
 
