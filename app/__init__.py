@@ -53,11 +53,13 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     from app.admin.routes import bp as admin_bp
     from app.auth.routes import bp as auth_bp
     from app.content.routes import bp as content_bp
+    from app.learning.routes import bp as learning_bp
     from app.ops import cli
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(content_bp)
+    app.register_blueprint(learning_bp)
     app.register_blueprint(admin_bp)
     cli.init_app(app)
     return app

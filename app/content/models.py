@@ -97,6 +97,7 @@ class Item(Base):
     rubric: Mapped[str | None] = mapped_column(Text)
     a: Mapped[float] = mapped_column(Float, default=1.0)  # IRT discrimination
     b: Mapped[float] = mapped_column(Float, default=0.0)  # IRT difficulty, updated by calibration
+    calibration_attempts: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
     previous_version_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("items.id", ondelete="SET NULL")

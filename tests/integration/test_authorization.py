@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
+from app.learning.models import Enrollment, PracticeSession
 from tests.conftest import PASSWORD, bearer
 
 ROLES = ("anonymous", "learner", "instructor", "admin")
@@ -34,6 +35,7 @@ class World:
     skill: Skill
     published_item: Item
     draft_item: Item
+    practice: PracticeSession
 
 
 def not_owner(status: int) -> dict[str, int]:
@@ -58,6 +60,8 @@ class Row:
     path: Callable[[World], str] | None = None
     body: Callable[[World], Any] | None = None
     query: dict[str, str] = field(default_factory=dict)
+    # Runs as the caller before the request (e.g. enrol before starting a session).
+    before: Callable[[FlaskClient, dict[str, str], World], object] | None = None
 
 
 def everyone(status: int) -> dict[str, int]:
@@ -198,6 +202,40 @@ TABLE = [
         draft_owner(200),
         path=lambda w: f"/items/{w.draft_item.id}/publish",
     ),
+    Row(
+        "POST",
+        "/courses/<uuid:course_id>/enrollments",
+        signed_in(201),
+        path=lambda w: f"/courses/{w.course.id}/enrollments",
+    ),
+    Row(
+        "POST",
+        "/sessions",
+        signed_in(201),
+        body=lambda w: {"skill_id": str(w.skill.id)},
+        before=lambda c, h, w: c.post(f"/courses/{w.course.id}/enrollments", headers=h),
+    ),
+    # Practice sessions are private: everyone but their learner gets 404, admins included.
+    Row(
+        "GET",
+        "/sessions/<uuid:session_id>",
+        signed_in(404),
+        path=lambda w: f"/sessions/{w.practice.id}",
+    ),
+    Row(
+        "GET",
+        "/sessions/<uuid:session_id>/next",
+        signed_in(404),
+        path=lambda w: f"/sessions/{w.practice.id}/next",
+    ),
+    Row(
+        "POST",
+        "/sessions/<uuid:session_id>/attempts",
+        signed_in(404),
+        path=lambda w: f"/sessions/{w.practice.id}/attempts",
+        body=lambda w: {"item_id": str(w.published_item.id), "response": "x"},
+    ),
+    Row("GET", "/me/progress", signed_in(200)),
     Row("GET", "/admin/users", admins_only(200)),
     Row(
         "PATCH",
@@ -256,12 +294,13 @@ def test_route_answers_each_role_as_the_table_says(
         )
         for status in (ItemStatus.PUBLISHED, ItemStatus.DRAFT)
     ]
-    db_session.add_all(items)
+    practice = PracticeSession(user_id=target.id, skill_id=skill.id)
+    db_session.add_all([*items, practice, Enrollment(user_id=target.id, course_id=course.id)])
     db_session.commit()
-    world = World(
-        target, login(target), course, skill, published_item=items[0], draft_item=items[1]
-    )
+    world = World(target, login(target), course, skill, items[0], items[1], practice)
     headers = {} if role == "anonymous" else bearer(login(make_user(Role(role)))["access_token"])
+    if row.before is not None and headers:
+        row.before(client, headers, world)
 
     response = client.open(
         row.path(world) if row.path else row.rule,

@@ -27,6 +27,10 @@ EXPECTED_TABLES = {
     "courses",
     "skills",
     "items",
+    "enrollments",
+    "skill_states",
+    "practice_sessions",
+    "attempts",
 }
 
 

@@ -1,0 +1,77 @@
+"""Request and response bodies of the learning routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from app.auth.schemas import StrictInput
+from app.content.schemas import ItemPublicOut
+
+
+class EnrollmentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    course_id: uuid.UUID
+    user_id: uuid.UUID
+    created_at: datetime
+
+
+class SessionIn(StrictInput):
+    skill_id: uuid.UUID
+
+
+class EstimateOut(BaseModel):
+    theta: float = Field(description="Ability estimate (EAP, logits)")
+    se: float = Field(description="Standard error of theta (posterior SD)")
+    attempts: int
+    mastered: bool
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    skill_id: uuid.UUID
+    created_at: datetime
+    served: int
+    pending_item_id: uuid.UUID | None
+    estimate: EstimateOut
+
+
+class AttemptIn(StrictInput):
+    item_id: uuid.UUID
+    response: StrictInt | StrictStr = Field(
+        description="mcq: the index of the chosen choice (0-based); short_answer: the text"
+    )
+
+
+class AttemptOut(BaseModel):
+    id: uuid.UUID
+    item_id: uuid.UUID
+    correct: bool
+    score: float
+    feedback: str
+    graded_by: str
+    estimate: EstimateOut
+
+
+class NextItemOut(BaseModel):
+    item: ItemPublicOut
+    estimate: EstimateOut
+
+
+class SkillProgressOut(BaseModel):
+    skill_id: uuid.UUID
+    course_id: uuid.UUID
+    skill_name: str
+    theta: float
+    se: float
+    attempts: int
+    correct: int
+    mastered: bool
+
+
+class ProgressOut(BaseModel):
+    skills: list[SkillProgressOut]
