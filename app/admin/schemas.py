@@ -40,3 +40,7 @@ class StatsOut(BaseModel):
     users_active: int
     users_by_role: dict[str, int] = Field(description="Every role, zero included")
     audit_records_last_24h: int
+    items_by_status: dict[str, int] = Field(description="Every item status, zero included")
+    attempts_per_day: dict[str, int] = Field(
+        description="Attempts per UTC day over the last 7 days (oldest first), zero days included"
+    )

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import func, or_, select, update
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.admin.schemas import StatsOut, UsersQuery
 from app.audit.models import AuditRecord
 from app.audit.service import record as audit_record
 from app.auth.models import RefreshFamily, Role, User
+from app.content.models import Item, ItemStatus
 from app.db import utcnow
 from app.errors import Conflict, NotFound
+from app.learning.models import Attempt
 from app.pagination import paginate
 
 
@@ -40,6 +44,13 @@ def list_users(session: Session, query: UsersQuery) -> tuple[Sequence[User], str
     return paginate(session, statement, User.created_at, User.id, query)
 
 
+def _utc_day(session: Session) -> ColumnElement[Any]:
+    """The UTC calendar day of an attempt, computed by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", Attempt.created_at), "YYYY-MM-DD")
+    return func.date(Attempt.created_at)  # SQLite (local development) stores UTC already
+
+
 def stats(session: Session) -> StatsOut:
     """Platform-wide counts for the admin dashboard."""
     by_role = {role.value: 0 for role in Role}
@@ -51,11 +62,25 @@ def stats(session: Session) -> StatsOut:
         .select_from(AuditRecord)
         .where(AuditRecord.occurred_at >= utcnow() - timedelta(hours=24))
     )
+    by_status = {status.value: 0 for status in ItemStatus}
+    for status, count in session.execute(select(Item.status, func.count()).group_by(Item.status)):
+        by_status[status.value] = count
+    today = utcnow().date()
+    days = [today - timedelta(days=back) for back in range(6, -1, -1)]
+    per_day = dict.fromkeys((day.isoformat() for day in days), 0)
+    since = datetime.combine(days[0], time.min, tzinfo=UTC)
+    day_column = _utc_day(session).label("day")
+    for day, count in session.execute(
+        select(day_column, func.count()).where(Attempt.created_at >= since).group_by(day_column)
+    ):
+        per_day[str(day)[:10]] = count
     return StatsOut(
         users_total=sum(by_role.values()),
         users_active=active,
         users_by_role=by_role,
         audit_records_last_24h=recent or 0,
+        items_by_status=by_status,
+        attempts_per_day=per_day,
     )
 
 

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from app.audit.models import AuditRecord
 from app.auth.models import Role, User
+from app.content.models import Course, Item, ItemKind, ItemStatus
+from app.learning.models import Attempt, PracticeSession
 from app.db import utcnow
 from tests.conftest import PASSWORD, bearer
 
@@ -144,6 +146,63 @@ def test_stats_count_users_by_role(
     assert stats["users_total"] == 4
     assert stats["users_active"] == 3
     assert stats["audit_records_last_24h"] >= 0
+    assert stats["items_by_status"] == {"draft": 0, "published": 0, "retired": 0}
+    assert list(stats["attempts_per_day"].values()) == [0] * 7
+
+
+def test_stats_count_items_by_status_and_attempts_per_utc_day(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    make_course: Callable[..., Course],
+    db_session: Session,
+    admin_headers: dict[str, str],
+) -> None:
+    learner = make_user()
+    course = make_course()
+    skill = course.skills[0]
+    items = [
+        Item(
+            skill_id=skill.id,
+            kind=ItemKind.SHORT_ANSWER,
+            prompt="Q",
+            reference_answer="A",
+            rubric="R",
+            status=status,
+        )
+        for status in (ItemStatus.PUBLISHED, ItemStatus.PUBLISHED, ItemStatus.RETIRED)
+    ]
+    practice = PracticeSession(user_id=learner.id, skill_id=skill.id)
+    db_session.add_all([*items, practice])
+    db_session.flush()
+    now = utcnow()
+    for days_ago in (0, 0, 2, 9):
+        db_session.add(
+            Attempt(
+                session_id=practice.id,
+                user_id=learner.id,
+                item_id=items[0].id,
+                response="A",
+                correct=True,
+                score=1.0,
+                feedback="",
+                graded_by="rules",
+                theta_after=0.0,
+                se_after=1.0,
+                mastered_after=False,
+                attempts_after=1,
+                created_at=now - timedelta(days=days_ago),
+            )
+        )
+    db_session.commit()
+
+    stats = client.get("/admin/stats", headers=admin_headers).get_json()
+
+    assert stats["items_by_status"] == {"draft": 0, "published": 2, "retired": 1}
+    per_day = stats["attempts_per_day"]
+    assert len(per_day) == 7
+    assert per_day[now.date().isoformat()] == 2
+    assert per_day[(now - timedelta(days=2)).date().isoformat()] == 1
+    assert sum(per_day.values()) == 3  # the attempt nine days ago is outside the window
 
 
 def test_deactivation_and_role_changes_are_separate_audit_actions(
