@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
-
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, update

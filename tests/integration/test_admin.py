@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from app.audit.models import AuditRecord
 from app.auth.models import Role, User
 from app.content.models import Course, Item, ItemKind, ItemStatus
-from app.learning.models import Attempt, PracticeSession
 from app.db import utcnow
+from app.learning.models import Attempt, PracticeSession
 from tests.conftest import PASSWORD, bearer
 
 Login = Callable[[User], dict[str, str]]
