@@ -34,9 +34,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def settings(worker_database_url: str, redis_url: str) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]  # a developer's .env must not leak into tests
+        _env_file=None,  # a developer's .env must not leak into tests
         app_env="test",
-        secret_key=TEST_SECRET,  # type: ignore[arg-type]
+        secret_key=TEST_SECRET,
         database_url=worker_database_url,
         redis_url=redis_url,
     )

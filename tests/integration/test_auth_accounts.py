@@ -113,7 +113,10 @@ def test_unknown_email_and_wrong_password_get_the_same_answer(
     )
 
     assert wrong_password.status_code == unknown_email.status_code == 401
-    strip = lambda body: {k: v for k, v in body.items() if k != "request_id"}  # noqa: E731
+
+    def strip(body: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in body.items() if k != "request_id"}
+
     assert strip(wrong_password.get_json()) == strip(unknown_email.get_json())
 
 

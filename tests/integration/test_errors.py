@@ -78,14 +78,14 @@ def test_generic_errors_are_problems_and_change_nothing(
 
     response = send(client)
 
-    assert response.status_code == status  # type: ignore[attr-defined]
-    assert response.mimetype == "application/problem+json"  # type: ignore[attr-defined]
-    problem = response.get_json()  # type: ignore[attr-defined]
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
     assert problem["status"] == status
     assert problem["title"]
     assert problem["detail"]
     assert problem["type"]
-    assert problem["request_id"] == response.headers["X-Request-ID"]  # type: ignore[attr-defined]
+    assert problem["request_id"] == response.headers["X-Request-ID"]
     assert row_counts(db_session) == before
 
 
@@ -123,7 +123,7 @@ def test_a_crash_is_a_500_problem_without_a_stack_trace(
     assert "Traceback" not in text
     logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
     assert len(logged) == 1
-    assert logged[0].request_id == response.get_json()["request_id"]  # type: ignore[attr-defined]
+    assert logged[0].request_id == response.get_json()["request_id"]
     assert logged[0].exc_info is not None  # the trace goes to the log, never to the client
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -89,11 +90,11 @@ def test_the_template_is_reused_while_migrations_are_unchanged(
 
 
 def test_the_template_name_changes_when_a_migration_changes(
-    tmp_path: pytest.TempPathFactory,
+    tmp_path: Path,
 ) -> None:
     from app.migrations import MIGRATIONS_DIR
 
-    copy = tmp_path / "migrations"  # type: ignore[operator]
+    copy = tmp_path / "migrations"
     (copy / "versions").mkdir(parents=True)
     for path in MIGRATIONS_DIR.rglob("*.py"):
         if "__pycache__" not in path.parts:

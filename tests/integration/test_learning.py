@@ -117,7 +117,7 @@ def test_correct_and_wrong_answers_move_theta_and_calibration_the_right_way(
     session = start(client, bank_course, headers)
 
     first = client.get(f"/sessions/{session['id']}/next", headers=headers).get_json()["item"]
-    b_before = db_session.get(Item, first["id"]).b  # type: ignore[union-attr]
+    b_before = db_session.get(Item, first["id"]).b
     right = client.post(
         f"/sessions/{session['id']}/attempts",
         json={"item_id": first["id"], "response": 0},
@@ -137,7 +137,7 @@ def test_correct_and_wrong_answers_move_theta_and_calibration_the_right_way(
     assert wrong["estimate"]["theta"] < right["estimate"]["theta"]
     assert wrong["feedback"].startswith("Not quite")
     db_session.expire_all()
-    assert db_session.get(Item, first["id"]).b < b_before  # type: ignore[union-attr]  # answered right: easier
+    assert db_session.get(Item, first["id"]).b < b_before  # answered right: easier
 
 
 def test_next_repeats_the_served_item_until_it_is_answered(

@@ -179,9 +179,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: object) -> None:
-    config: pytest.Config = node.config  # type: ignore[attr-defined]
-    node.workerinput["mastery_template"] = config.stash.get(TEMPLATE_KEY, "")  # type: ignore[attr-defined]
-    node.workerinput["mastery_run_id"] = str(os.getpid())  # type: ignore[attr-defined]
+    config: pytest.Config = node.config
+    node.workerinput["mastery_template"] = config.stash.get(TEMPLATE_KEY, "")
+    node.workerinput["mastery_run_id"] = str(os.getpid())
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -346,9 +346,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: object) -> None:
     """xdist: hand the discovered services to each worker."""
-    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    config: pytest.Config = node.config
     services = config.stash.get(SERVICES_KEY, {})
-    node.workerinput[WORKERINPUT_KEY] = json.dumps(  # type: ignore[attr-defined]
+    node.workerinput[WORKERINPUT_KEY] = json.dumps(
         {name: service.public() for name, service in services.items()}
     )
 

@@ -14,7 +14,7 @@ from app.db import get_database
 
 @pytest.fixture
 def unit_settings() -> Settings:
-    return Settings(_env_file=None, app_env="test", database_url="sqlite://")  # type: ignore[call-arg]
+    return Settings(_env_file=None, app_env="test", database_url="sqlite://")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from apiflask import APIFlask, abort
@@ -77,8 +78,8 @@ def test_sqlite_engine_enforces_foreign_keys() -> None:
     engine.dispose()
 
 
-def test_sqlite_file_engine_creates_its_directory(tmp_path: pytest.TempPathFactory) -> None:
-    target = tmp_path / "nested" / "dev.db"  # type: ignore[operator]
+def test_sqlite_file_engine_creates_its_directory(tmp_path: Path) -> None:
+    target = tmp_path / "nested" / "dev.db"
 
     build_engine(f"sqlite:///{target}").dispose()
 

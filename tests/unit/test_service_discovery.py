@@ -26,7 +26,7 @@ def probes(**overrides: object) -> Probes:
         "start_local_redis": lambda: None,
     }
     base.update(overrides)
-    return Probes(**base)  # type: ignore[arg-type]
+    return Probes(**base)
 
 
 @pytest.mark.parametrize(
