@@ -13,6 +13,7 @@ from typing import Any
 
 from apiflask import APIFlask, HTTPError
 from flask import Request, Response, current_app, json, request
+from sqlalchemy.exc import DataError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
@@ -124,6 +125,12 @@ def _from_apiflask(error: HTTPError) -> Response:
     return problem_response(error.status_code, detail, headers=headers)
 
 
+def _from_data_error(error: DataError) -> Response:
+    """A value the database refuses (out of range, bad encoding) is the client's input."""
+    logger.warning("database refused a value: %s", type(error.orig).__name__)
+    return problem_response(400, "The request contains a value the database cannot store.")
+
+
 def _from_unexpected(error: Exception) -> Response:
     logger.exception("unhandled error", extra={"request_id": current_request_id()})
     return problem_response(500, "An unexpected error occurred; quote the request id to support.")
@@ -154,5 +161,6 @@ def init_app(app: APIFlask) -> None:
     app.error_processor(_from_apiflask)
     app.register_error_handler(ProblemError, _from_problem_error)
     app.register_error_handler(HTTPException, _from_werkzeug)
+    app.register_error_handler(DataError, _from_data_error)
     app.register_error_handler(Exception, _from_unexpected)
     app.before_request(_require_json_body)

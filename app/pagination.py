@@ -15,17 +15,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.errors import ProblemError
+from app.validation import InputModel
 
 MAX_LIMIT = 100
 T = TypeVar("T")
 
 
-class PageQuery(BaseModel):
+class PageQuery(InputModel):
     """Query parameters every list accepts."""
 
     limit: int = Field(20, ge=1, le=MAX_LIMIT, description=f"Page size (1-{MAX_LIMIT}).")
@@ -42,10 +43,13 @@ def encode_cursor(moment: datetime, row_id: uuid.UUID) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        moment, row_id = json.loads(raw)
-        return datetime.fromisoformat(moment), uuid.UUID(row_id)
+        moment_text, row_text = json.loads(raw)
+        moment, row_id = datetime.fromisoformat(moment_text), uuid.UUID(row_text)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as error:
         raise invalid_cursor() from error
+    if moment.tzinfo is None:  # the API only issues UTC cursors
+        raise invalid_cursor()
+    return moment, row_id
 
 
 def invalid_cursor() -> ProblemError:

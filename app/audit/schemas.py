@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.pagination import PageQuery
 
@@ -18,8 +18,12 @@ class AuditQuery(PageQuery):
     action: str | None = Field(
         None, max_length=64, description="Exact action name, e.g. auth.login_failed"
     )
-    since: datetime | None = Field(None, description="Inclusive lower bound (ISO 8601 with offset)")
-    until: datetime | None = Field(None, description="Exclusive upper bound (ISO 8601 with offset)")
+    since: AwareDatetime | None = Field(
+        None, description="Inclusive lower bound (ISO 8601 with an offset, e.g. Z)"
+    )
+    until: AwareDatetime | None = Field(
+        None, description="Exclusive upper bound (ISO 8601 with an offset, e.g. Z)"
+    )
 
 
 class AuditOut(BaseModel):

@@ -2,8 +2,8 @@
 
 Key material is random, stored in the database encrypted with a key derived from SECRET_KEY
 (so a database dump alone cannot mint tokens), and cached per process by `kid` once decrypted.
-Rotation makes a new key active; tokens signed by a retired key verify until they expire,
-because nothing deletes a retired key before the longest token lifetime has passed.
+Rotation makes a new key active; tokens signed by a retired key verify until they expire, and
+a key retired longer ago than the longest token lifetime verifies nothing at all.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import base64
 import secrets
 import time
 import uuid
+from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -36,9 +37,10 @@ def _fernet_for(secret_key: str) -> Fernet:
 class Keyring:
     """Finds, creates and rotates signing keys for one application."""
 
-    def __init__(self, secret_key: str) -> None:
+    def __init__(self, secret_key: str, max_token_lifetime: timedelta) -> None:
         self._fernet = _fernet_for(secret_key)
-        self._cache: dict[str, tuple[str, float]] = {}
+        self._max_token_lifetime = max_token_lifetime
+        self._cache: dict[str, tuple[str, datetime | None, float]] = {}
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -63,15 +65,18 @@ class Keyring:
         return self._create(session)
 
     def verification_secret(self, session: Session, kid: str) -> str | None:
-        """The secret for `kid`, or None when no such key exists (the token is rejected)."""
+        """The secret for `kid`, or None when the token must be rejected: no such key, or a key
+        retired longer ago than any token lives (nothing it signed can still be valid)."""
         cached = self._cache.get(kid)
-        if cached is not None and time.monotonic() - cached[1] < CACHE_SECONDS:
-            return cached[0]
-        key = session.get(SigningKey, kid)
-        if key is None:
+        if cached is None or time.monotonic() - cached[2] >= CACHE_SECONDS:
+            key = session.get(SigningKey, kid)
+            if key is None:
+                return None
+            cached = (self._decrypt(key), key.retired_at, time.monotonic())
+            self._cache[kid] = cached
+        secret, retired_at, _ = cached
+        if retired_at is not None and utcnow() - retired_at > self._max_token_lifetime:
             return None
-        secret = self._decrypt(key)
-        self._cache[kid] = (secret, time.monotonic())
         return secret
 
     def _create(self, session: Session) -> SigningKey:

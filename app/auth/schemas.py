@@ -9,12 +9,11 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from app.auth.models import Role
 from app.auth.passwords import MAX_LENGTH, MIN_LENGTH
+from app.validation import InputModel
 
 
-class StrictInput(BaseModel):
+class StrictInput(InputModel):
     """Inputs reject unknown fields, so a stray `role` can never be mass-assigned."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
 class RegisterIn(StrictInput):

@@ -212,7 +212,9 @@ def init_app(app: Flask, config: Settings) -> None:
         JWT_DECODE_AUDIENCE=AUDIENCE,
         JWT_ERROR_MESSAGE_KEY="detail",
     )
-    app.extensions["mastery.keyring"] = Keyring(config.secret_key.get_secret_value())
+    app.extensions["mastery.keyring"] = Keyring(
+        config.secret_key.get_secret_value(), config.refresh_absolute_ttl
+    )
     jwt = JWTManager(app)
 
     @jwt.encode_key_loader

@@ -98,7 +98,7 @@ def update_item(session: Session, user: User, item_id: uuid.UUID, data: ItemPatc
     if item.status is ItemStatus.RETIRED:
         raise Conflict("A retired item cannot change.", slug="item-retired")
     if item.status is ItemStatus.PUBLISHED:
-        if set(changes) != {"status"}:
+        if set(changes) != {"status"} or data.status is not ItemStatus.RETIRED:
             raise Conflict(
                 "A published item's content and scoring are frozen; retire it and create a "
                 "corrected item instead.",

@@ -149,6 +149,9 @@ class ItemPatch(StrictInput):
     def _something_to_change(self) -> ItemPatch:
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: may not be null (leave a field out to keep it)")
         if self.status is not None and self.status is not ItemStatus.RETIRED:
             raise ValueError("status: only 'retired' can be set; publish with POST .../publish")
         return self

@@ -25,8 +25,8 @@ class Grade:
 def score_mcq(choices: list[dict[str, Any]], chosen: int) -> Grade:
     """`chosen` is the index of the picked choice; the caller has checked it is in range."""
     correct = bool(choices[chosen]["correct"])
-    right = next(i for i, c in enumerate(choices) if c["correct"])
-    feedback = "Correct." if correct else f"Not quite: the answer is choice {right + 1}."
+    # The key never reaches a learner (DESIGN.md): items come back in later sessions.
+    feedback = "Correct." if correct else "Not quite."
     return Grade(correct, 1.0 if correct else 0.0, feedback, "exact")
 
 
@@ -45,9 +45,10 @@ def score_short_answer(reference: str, answer: str) -> Grade:
     else:
         score = round(sum(word in given for word in expected) / len(expected), 3)
     correct = score >= CORRECT_AT
+    # Coverage of the expected words, never the words themselves: the key stays secret.
     feedback = (
         "Correct."
         if score == 1.0
-        else "Mostly right." if correct else f"The expected answer was: {reference}"
+        else "Mostly right." if correct else f"Not quite: about {score:.0%} of the expected answer."
     )
     return Grade(correct, score, feedback, "rules")

@@ -71,8 +71,13 @@ def _skill_state(
             correct=0,
             mastered=False,
         )
-        session.add(state)
-        session.flush()
+        try:
+            with session.begin_nested():  # a concurrent first request may insert it first
+                session.add(state)
+        except IntegrityError:
+            state = session.scalar(statement.with_for_update() if lock else statement)
+            if state is None:  # pragma: no cover - the conflicting row cannot vanish
+                raise
     return state
 
 
@@ -122,6 +127,7 @@ def session_state(session: Session, user: User, practice: PracticeSession) -> Sk
 def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item, SkillState]:
     """The engine's choice for this learner now; asking again before answering repeats it."""
     practice = get_session_of(session, user, session_id, lock=True)
+    _require_open_course(session, practice)
     state = _skill_state(session, user, practice.skill_id)
     if practice.pending_item_id is not None:
         pending = session.get(Item, practice.pending_item_id)
@@ -152,6 +158,14 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item
     practice.served += 1
     session.commit()
     return item, state
+
+
+def _require_open_course(session: Session, practice: PracticeSession) -> None:
+    skill = session.get(Skill, practice.skill_id)
+    if skill is None or skill.course.status is not CourseStatus.PUBLISHED:
+        raise Conflict(
+            "The course is no longer published; practice has ended.", slug="course-closed"
+        )
 
 
 def _grade(item: Item, response: int | str) -> Grade:
@@ -208,10 +222,23 @@ def submit_attempt(
         raise Conflict(
             "This item was not served in this session (ask /next first).", slug="item-not-served"
         )
+    _require_open_course(session, practice)
     item = session.get(Item, data.item_id, with_for_update=True)
-    if item is None:
-        raise Conflict("This item was not served in this session.", slug="item-not-served")
+    if item is None or item.status is not ItemStatus.PUBLISHED:
+        practice.pending_item_id = None
+        session.commit()
+        raise Conflict("The item was withdrawn; ask /next for another.", slug="item-withdrawn")
     grade = _grade(item, data.response)
+    # Only a learner's first answer to an item calibrates it, so one learner repeating an
+    # item cannot drag its difficulty for everybody.
+    first_answer = (
+        session.scalar(
+            select(Attempt.id)
+            .where(Attempt.user_id == user.id, Attempt.item_id == item.id)
+            .limit(1)
+        )
+        is None
+    )
 
     state = _skill_state(session, user, practice.skill_id, lock=True)
     theta_before = state.theta
@@ -221,10 +248,11 @@ def submit_attempt(
     state.attempts += 1
     state.correct += int(grade.correct)
     state.mastered = MASTERY.is_mastered(state.theta, state.se)
-    item.b = update_difficulty(
-        item.a, item.b, theta_before, grade.correct, item.calibration_attempts
-    )
-    item.calibration_attempts += 1
+    if first_answer:
+        item.b = update_difficulty(
+            item.a, item.b, theta_before, grade.correct, item.calibration_attempts
+        )
+        item.calibration_attempts += 1
     practice.pending_item_id = None
     attempt = Attempt(
         session_id=practice.id,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from apiflask import APIFlask, abort
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 from app.auth.keys import Keyring
 from app.auth.models import SigningKey
@@ -98,9 +99,21 @@ def test_utc_datetime_refuses_naive_values_and_returns_utc() -> None:
 
 
 def test_a_key_encrypted_under_another_secret_key_is_reported_clearly() -> None:
-    old, new = Keyring("a" * 40), Keyring("b" * 40)
+    old, new = Keyring("a" * 40, timedelta(days=30)), Keyring("b" * 40, timedelta(days=30))
     key = SigningKey(kid="k1", algorithm="HS256", encrypted_secret=old._fernet.encrypt(b"material"))
 
     with pytest.raises(RuntimeError, match="SECRET_KEY changed"):
         new._decrypt(key)
     assert old._decrypt(key) == "material"
+
+
+def test_a_value_the_database_refuses_is_a_400_problem(bare_app: APIFlask) -> None:
+    @bare_app.get("/refused")
+    def refused() -> None:
+        raise DataError("INSERT ...", {}, ValueError("NUL byte"))
+
+    response = bare_app.test_client().get("/refused")
+
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert "NUL" not in response.get_data(as_text=True)
