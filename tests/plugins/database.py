@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import socket
 import statistics
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.migrations import MIGRATIONS_DIR, alembic_config
@@ -30,6 +33,8 @@ from tests.plugins.services import services_of
 
 TEMPLATE_PREFIX = "mastery_tmpl_"
 WORKER_PREFIX = "mastery_test_"
+# Worker databases carry the host, so a run only ever cleans up after its own machine.
+HOST_TOKEN = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 TEMPLATE_LOCK = 7_304_211  # pg_advisory_lock key: one template build at a time per server
 
 TEMPLATE_KEY = pytest.StashKey[str]()
@@ -102,13 +107,15 @@ def _build_template(conn: Connection, server_url: str, name: str) -> None:
         {"p": TEMPLATE_PREFIX + "%", "b": building},
     ).all()
     for old in stale:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)'))
+        # Without FORCE: a template another run is cloning right now stays until next time.
+        with contextlib.suppress(DBAPIError):
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{old}"'))
     # Renaming last makes a half-built template impossible to mistake for a finished one.
     conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
 
 
 def worker_database_name(run_id: str, worker_id: str) -> str:
-    return f"{WORKER_PREFIX}{run_id}_{worker_id}"
+    return f"{WORKER_PREFIX}{HOST_TOKEN}_{run_id}_{worker_id}"
 
 
 def clone_database(server_url: str, template: str, name: str) -> str:
@@ -140,8 +147,11 @@ def _drop_abandoned_worker_databases(server_url: str) -> None:
                 text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
                 {"p": WORKER_PREFIX + "%"},
             ).all()
+            prefix = f"{WORKER_PREFIX}{HOST_TOKEN}_"
             for name in names:
-                pid = name.removeprefix(WORKER_PREFIX).split("_", 1)[0]
+                if not name.startswith(prefix):
+                    continue  # another machine's run: its processes are not ours to judge
+                pid = name.removeprefix(prefix).split("_", 1)[0]
                 if pid.isdigit() and not _process_alive(int(pid)):
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
