@@ -91,11 +91,26 @@ def update_user(
     is_active: bool | None,
 ) -> User:
     """Change a user's role or active flag; deactivation also revokes every refresh family."""
+    # Lock the active admins first, always in id order, then the target: concurrent demotions
+    # queue up instead of deadlocking, and two admins cannot demote each other to none.
+    active_admins = session.scalars(
+        select(User.id)
+        .where(User.role == Role.ADMIN, User.is_active)
+        .order_by(User.id)
+        .with_for_update()
+    ).all()
     user = session.get(User, user_id, with_for_update=True)
     if user is None:
         raise NotFound("No such user.")
     if user.id == actor.id:
         raise Conflict("Administrators cannot change their own role or status.", slug="self-change")
+    loses_admin = user.role is Role.ADMIN and (
+        (role is not None and role is not Role.ADMIN) or is_active is False
+    )
+    if loses_admin and user.is_active and len(active_admins) <= 1:
+        raise Conflict(
+            "The last active administrator cannot be demoted or deactivated.", slug="last-admin"
+        )
     if role is not None and role is not user.role:
         audit_record(
             session,

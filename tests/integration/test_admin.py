@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from apiflask import APIFlask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditRecord
@@ -228,3 +232,40 @@ def test_deactivation_and_role_changes_are_separate_audit_actions(
         client.post("/auth/login", json={"email": target.email, "password": PASSWORD}).status_code
         == 200
     )
+
+
+@pytest.mark.commits
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    app: APIFlask, engine: Engine, make_user: Callable[..., User], login: Login
+) -> None:
+    first, second = make_user(Role.ADMIN), make_user(Role.ADMIN)
+    plans = [
+        (bearer(login(first)["access_token"]), second),
+        (bearer(login(second)["access_token"]), first),
+    ]
+    barrier, statuses = threading.Barrier(2), []
+
+    def demote(headers: dict[str, str], target: User) -> None:
+        barrier.wait(timeout=10)
+        response = app.test_client().patch(
+            f"/admin/users/{target.id}", json={"role": "learner"}, headers=headers
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=demote, args=plan) for plan in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(statuses)[0] == 200
+    assert sorted(statuses)[1] in (
+        401,
+        403,
+        409,
+    )  # refused: by the last-admin rule or the lost role
+    with Session(engine) as fresh:
+        admins = fresh.scalar(
+            select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.is_active)
+        )
+    assert admins == 1
