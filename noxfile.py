@@ -1,8 +1,9 @@
 """Nox sessions: Mastery's merge gate and developer tasks.
 
 Plain `nox` (or `./noxw`, which brings its own pinned nox) runs the merge gate: lint,
-typecheck, security, unit, integration, migrations, coverage. `fmt`, `serve` and `lock` run
-only when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the session's tool.
+typecheck, security, unit, integration, contracts, migrations, coverage. `fmt`, `serve` and
+`lock` run only when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the
+session's tool.
 
 Every session installs exactly what is locked, with hashes, in requirements-dev.txt (runtime
 plus the `dev` dependency group), then the project itself without dependencies, so nox,
@@ -34,6 +35,7 @@ nox.options.sessions = [
     "security",
     "unit",
     "integration",
+    "contracts",
     "migrations",
     "coverage",
 ]
@@ -41,7 +43,7 @@ nox.options.sessions = [
 PYTHON = "3.11"
 COVERAGE_DIR = Path("reports/coverage")
 LOCK_COMMAND = "./noxw -s lock"
-FORMATTED = ("app", "tests", "tools", "noxfile.py")
+FORMATTED = ("app", "tests", "contracts", "tools", "noxfile.py")
 
 
 def install_locked(session: nox.Session) -> None:
@@ -51,8 +53,9 @@ def install_locked(session: nox.Session) -> None:
 
 
 def tests_to_run(session: nox.Session, test_dir: str) -> list[str]:
-    """`[test_dir]`, or nothing when the posargs already name tests under tests/ themselves."""
-    names_tests = any(arg.replace(os.sep, "/").startswith("tests/") for arg in session.posargs)
+    """`[test_dir]`, or nothing when the posargs already name tests (under tests/ or test_dir)."""
+    prefixes = ("tests/", test_dir.rstrip("/") + "/")
+    names_tests = any(arg.replace(os.sep, "/").startswith(prefixes) for arg in session.posargs)
     return [] if names_tests else [test_dir]
 
 
@@ -155,6 +158,16 @@ def integration(session: nox.Session) -> None:
     run_pytest_with_coverage(session, "tests/integration", "integration", workers="auto")
 
 
+@nox.session(python=PYTHON)
+def contracts(session: nox.Session) -> None:
+    """Run contracts/ (prompt snapshots, respx-driven provider behaviour) with coverage of app/.
+
+    Serial, so syrupy's unused-snapshot check sees every test in one process.
+    """
+    install_locked(session)
+    run_pytest_with_coverage(session, "contracts", "contracts", workers="0")
+
+
 def run_pytest_with_coverage(session: nox.Session, test_dir: str, name: str, workers: str) -> None:
     """Run pytest under coverage; pytest-cov combines the workers into COVERAGE_FILE."""
     COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
@@ -187,16 +200,18 @@ def migrations(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def coverage(session: nox.Session) -> None:
-    """Combine unit and integration coverage and fail under 95 % branch coverage of app/."""
-    parts = [COVERAGE_DIR / ".coverage.unit", COVERAGE_DIR / ".coverage.integration"]
+    """Combine unit, integration and contracts coverage; fail under 95 % branch coverage."""
+    parts = [COVERAGE_DIR / f".coverage.{name}" for name in ("unit", "integration", "contracts")]
     missing = [str(part) for part in parts if not part.is_file()]
     if missing:
         session.error(
-            f"Missing coverage data: {', '.join(missing)}. Run `nox -s unit integration` first"
+            f"Missing coverage data: {', '.join(missing)}. "
+            "Run `nox -s unit integration contracts` first"
         )
     install_locked(session)
-    # Not `.coverage`: coverage's reporting commands would take `.coverage.unit` and
-    # `.coverage.integration` for parallel pieces of it, combine them again and delete them.
+    # Not `.coverage`: coverage's reporting commands would take `.coverage.unit`,
+    # `.coverage.integration` and `.coverage.contracts` for parallel pieces of it, combine them
+    # again and delete them.
     env = {"COVERAGE_FILE": str(COVERAGE_DIR / ".coverage.combined")}
     session.run("coverage", "combine", "--keep", *map(str, parts), env=env)
     # Reports first, so they exist to look at when the threshold below fails.

@@ -297,12 +297,15 @@ WORKERINPUT_KEY = "mastery_services"
 
 
 def services_needed(config: pytest.Config) -> bool:
-    """Unit-only runs (every path argument under tests/unit) need no servers."""
-    unit_dir = (Path(str(config.rootpath)) / "tests" / "unit").resolve()
+    """Runs whose every path argument is under tests/unit or contracts/ need no servers."""
+    root = Path(str(config.rootpath))
+    io_free = [(root / "tests" / "unit").resolve(), (root / "contracts").resolve()]
     args = [arg.split("::", 1)[0] for arg in config.args]
     if not args:
         return True
-    return not all(Path(arg).resolve().is_relative_to(unit_dir) for arg in args)
+    return not all(
+        any(Path(arg).resolve().is_relative_to(directory) for directory in io_free) for arg in args
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

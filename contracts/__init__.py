@@ -1,0 +1,1 @@
+"""Contract tests: what the platform promises to the outside world, locked by snapshots."""
