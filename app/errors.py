@@ -70,6 +70,16 @@ class Forbidden(ProblemError):
     status = 403
 
 
+def validation_problem(location: str, field: str, message: str) -> ProblemError:
+    """A 422 shaped like the framework's own validation errors, for checks made in services."""
+    return ProblemError(
+        f"The request is invalid. {field}: {message}",
+        status=422,
+        slug="validation-error",
+        extra={"errors": [{"location": location, "field": field, "messages": [message]}]},
+    )
+
+
 def problem_response(
     status: int,
     detail: str | None = None,

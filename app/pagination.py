@@ -19,7 +19,7 @@ from pydantic import Field
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from app.errors import ProblemError
+from app.errors import ProblemError, validation_problem
 from app.validation import InputModel
 
 MAX_LIMIT = 100
@@ -53,20 +53,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def invalid_cursor() -> ProblemError:
-    return ProblemError(
-        "The request is invalid. cursor: not a cursor this API issued",
-        status=422,
-        slug="validation-error",
-        extra={
-            "errors": [
-                {
-                    "location": "query",
-                    "field": "cursor",
-                    "messages": ["not a cursor this API issued"],
-                }
-            ]
-        },
-    )
+    return validation_problem("query", "cursor", "not a cursor this API issued")
 
 
 def paginate(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 
 def _reject_nul(value: Any) -> Any:
@@ -26,3 +26,20 @@ class InputModel(BaseModel):
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
         return _reject_nul(value)
+
+
+class PatchInput(InputModel):
+    """Base of PATCH bodies: at least one field, and no explicit nulls.
+
+    Leaving a field out keeps its value; `null` would be ambiguous (clear it? keep it?), so it
+    is refused rather than guessed.
+    """
+
+    @model_validator(mode="after")
+    def _one_field_and_no_nulls(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: may not be null (leave a field out to keep it)")
+        return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apiflask import APIFlask
@@ -106,6 +107,23 @@ def login(client: FlaskClient) -> Callable[[User], dict[str, str]]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def as_user(login: Callable[[User], dict[str, str]]) -> Callable[[User], dict[str, str]]:
+    """Authorization headers of a fresh login of `user`."""
+    return lambda user: bearer(login(user)["access_token"])
+
+
+def start_practice(client: FlaskClient, course: Course, headers: dict[str, str]) -> dict[str, Any]:
+    """Enrol in `course` and start a session on its first skill; returns the session."""
+    client.post(f"/courses/{course.id}/enrollments", headers=headers)
+    response = client.post(
+        "/sessions", json={"skill_id": str(course.skills[0].id)}, headers=headers
+    )
+    assert response.status_code == 201, response.get_json()
+    session: dict[str, Any] = response.get_json()
+    return session
 
 
 @pytest.fixture

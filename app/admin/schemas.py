@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.models import Role
-from app.auth.schemas import StrictInput, UserOut
+from app.auth.schemas import UserOut
 from app.pagination import PageQuery
+from app.validation import PatchInput
 
 
-class UserPatchIn(StrictInput):
+class UserPatchIn(PatchInput):
     role: Role | None = None
     is_active: bool | None = None
-
-    @model_validator(mode="after")
-    def _something_to_change(self) -> UserPatchIn:
-        if self.role is None and self.is_active is None:
-            raise ValueError("give at least one of role, is_active")
-        return self
 
 
 class UsersQuery(PageQuery):

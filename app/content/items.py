@@ -28,7 +28,7 @@ from app.content.schemas import (
     check_item_fields,
 )
 from app.content.service import get_skill, require_editor
-from app.errors import Conflict, NotFound, ProblemError
+from app.errors import Conflict, NotFound, validation_problem
 from app.pagination import paginate
 
 
@@ -118,7 +118,7 @@ def update_item(session: Session, user: User, item_id: uuid.UUID, data: ItemPatc
     try:
         check_item_fields(item.kind, choices, reference, rubric)
     except ValueError as error:
-        raise ProblemError(str(error), status=422, slug="validation-error") from error
+        raise validation_problem("json", "_schema", str(error)) from error
     if "prompt" in changes and data.prompt is not None:
         item.prompt = data.prompt.strip()
     if "choices" in changes:

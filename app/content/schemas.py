@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 from app.auth.schemas import StrictInput
 from app.content.models import CourseStatus, ItemKind, ItemOrigin, ItemStatus
 from app.pagination import PageQuery
+from app.validation import PatchInput
 
 A_MIN, A_MAX = 0.2, 3.0
 B_MIN, B_MAX = -4.0, 4.0
@@ -23,16 +24,10 @@ class CourseIn(StrictInput):
     description: str = Description
 
 
-class CoursePatch(StrictInput):
+class CoursePatch(PatchInput):
     title: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
     description: str | None = Field(None, max_length=5000)
     status: CourseStatus | None = None
-
-    @model_validator(mode="after")
-    def _something_to_change(self) -> CoursePatch:
-        if self.title is None and self.description is None and self.status is None:
-            raise ValueError("give at least one of title, description, status")
-        return self
 
 
 class CourseOut(BaseModel):
@@ -64,15 +59,9 @@ class SkillIn(StrictInput):
     description: str = Description
 
 
-class SkillPatch(StrictInput):
+class SkillPatch(PatchInput):
     name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
     description: str | None = Field(None, max_length=5000)
-
-    @model_validator(mode="after")
-    def _something_to_change(self) -> SkillPatch:
-        if self.name is None and self.description is None:
-            raise ValueError("give at least one of name, description")
-        return self
 
 
 class SkillOut(BaseModel):
@@ -134,7 +123,7 @@ def check_item_fields(
             raise ValueError("a short_answer item needs reference_answer and rubric")
 
 
-class ItemPatch(StrictInput):
+class ItemPatch(PatchInput):
     """Edits. On a published item only `status: retired` is accepted (scoring is frozen)."""
 
     prompt: str | None = Field(None, min_length=1, max_length=5000, pattern=r"\S")
@@ -146,12 +135,7 @@ class ItemPatch(StrictInput):
     status: ItemStatus | None = Field(None, description="Only `retired` may be set here")
 
     @model_validator(mode="after")
-    def _something_to_change(self) -> ItemPatch:
-        if not self.model_fields_set:
-            raise ValueError("give at least one field to change")
-        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
-        if nulls:
-            raise ValueError(f"{', '.join(nulls)}: may not be null (leave a field out to keep it)")
+    def _only_retiring(self) -> ItemPatch:
         if self.status is not None and self.status is not ItemStatus.RETIRED:
             raise ValueError("status: only 'retired' can be set; publish with POST .../publish")
         return self

@@ -23,7 +23,7 @@ from app.adaptive.selection import ItemBank, recently_seen, select_item
 from app.auth.models import User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
 from app.content.service import get_course, get_skill
-from app.errors import Conflict, Forbidden, NotFound, ProblemError
+from app.errors import Conflict, Forbidden, NotFound, ProblemError, validation_problem
 from app.learning.models import Attempt, Enrollment, PracticeSession, SkillState
 from app.learning.schemas import AttemptIn, EstimateOut
 from app.learning.scoring import Grade, score_mcq, score_short_answer
@@ -180,16 +180,7 @@ def _grade(item: Item, response: int | str) -> Grade:
 
 
 def _bad_response(expected: str) -> ProblemError:
-    return ProblemError(
-        f"The request is invalid. response: expected {expected}",
-        status=422,
-        slug="validation-error",
-        extra={
-            "errors": [
-                {"location": "json", "field": "response", "messages": [f"expected {expected}"]}
-            ]
-        },
-    )
+    return validation_problem("json", "response", f"expected {expected}")
 
 
 def submit_attempt(

@@ -16,7 +16,7 @@ from app.config import Settings
 
 
 def settings(**overrides: object) -> Settings:
-    return Settings(_env_file=None, app_env="test", **overrides)  # type: ignore[arg-type]
+    return Settings(_env_file=None, app_env="test", **overrides)
 
 
 def test_offline_is_the_default_provider() -> None:

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from app.audit.models import AuditRecord
 from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item
-from tests.conftest import bearer
 
 MCQ = {
     "kind": "mcq",
@@ -35,11 +34,6 @@ SECRET_FIELDS = {"reference_answer", "rubric", "a", "b", "status"}
 @pytest.fixture
 def author(make_user: Callable[..., User]) -> User:
     return make_user(Role.INSTRUCTOR)
-
-
-@pytest.fixture
-def as_user(login: Callable[[User], dict[str, str]]) -> Callable[[User], dict[str, str]]:
-    return lambda user: bearer(login(user)["access_token"])
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -14,14 +13,9 @@ from sqlalchemy.orm import Session
 from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
 from app.learning.models import Attempt
-from tests.conftest import bearer
+from tests.conftest import start_practice
 
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def as_user(login: Callable[[User], dict[str, str]]) -> Callable[[User], Headers]:
-    return lambda user: bearer(login(user)["access_token"])
 
 
 @pytest.fixture
@@ -50,16 +44,6 @@ def learner(make_user: Callable[..., User]) -> User:
     return make_user()
 
 
-def start(client: FlaskClient, course: Course, headers: Headers) -> dict[str, Any]:
-    assert client.post(f"/courses/{course.id}/enrollments", headers=headers).status_code == 201
-    response = client.post(
-        "/sessions", json={"skill_id": str(course.skills[0].id)}, headers=headers
-    )
-    assert response.status_code == 201
-    session: dict[str, Any] = response.get_json()
-    return session
-
-
 def test_a_full_practice_loop_moves_theta_toward_the_learners_ability(
     client: FlaskClient,
     bank_course: Course,
@@ -69,7 +53,7 @@ def test_a_full_practice_loop_moves_theta_toward_the_learners_ability(
 ) -> None:
     """A learner of true ability 1.5 answers every item easier than that correctly."""
     headers = as_user(learner)
-    session = start(client, bank_course, headers)
+    session = start_practice(client, bank_course, headers)
     difficulty = {str(item.id): item.b for item in bank_course.skills[0].items}
     true_theta, served = 1.5, []
 
@@ -115,7 +99,7 @@ def test_correct_and_wrong_answers_move_theta_and_calibration_the_right_way(
     db_session: Session,
 ) -> None:
     headers = as_user(learner)
-    session = start(client, bank_course, headers)
+    session = start_practice(client, bank_course, headers)
 
     first = client.get(f"/sessions/{session['id']}/next", headers=headers).get_json()["item"]
     b_before = db_session.get(Item, first["id"]).b
@@ -145,7 +129,7 @@ def test_next_repeats_the_served_item_until_it_is_answered(
     client: FlaskClient, bank_course: Course, learner: User, as_user: Callable[[User], Headers]
 ) -> None:
     headers = as_user(learner)
-    session = start(client, bank_course, headers)
+    session = start_practice(client, bank_course, headers)
 
     first = client.get(f"/sessions/{session['id']}/next", headers=headers).get_json()
     again = client.get(f"/sessions/{session['id']}/next", headers=headers).get_json()
@@ -164,7 +148,7 @@ def test_answering_an_item_that_was_not_served_is_409_and_counts_nothing(
     db_session: Session,
 ) -> None:
     headers = as_user(learner)
-    session = start(client, bank_course, headers)
+    session = start_practice(client, bank_course, headers)
     other = next(item for item in bank_course.skills[0].items)
 
     before_next = client.post(
@@ -193,7 +177,7 @@ def test_a_retried_submission_with_the_same_idempotency_key_counts_once(
     db_session: Session,
 ) -> None:
     headers = as_user(learner)
-    session = start(client, bank_course, headers)
+    session = start_practice(client, bank_course, headers)
     item = client.get(f"/sessions/{session['id']}/next", headers=headers).get_json()["item"]
     url, body = f"/sessions/{session['id']}/attempts", {"item_id": item["id"], "response": 0}
     keyed = {**headers, "Idempotency-Key": "attempt-1"}
@@ -224,7 +208,7 @@ def test_an_impossible_mcq_response_is_422_and_changes_nothing(
     response: object,
 ) -> None:
     headers = as_user(learner)
-    session = start(client, bank_course, headers)
+    session = start_practice(client, bank_course, headers)
     item = client.get(f"/sessions/{session['id']}/next", headers=headers).get_json()["item"]
 
     result = client.post(
@@ -261,7 +245,7 @@ def test_short_answers_are_scored_by_the_rules(
     )
     db_session.commit()
     headers = as_user(learner)
-    session = start(client, course, headers)
+    session = start_practice(client, course, headers)
     results = []
 
     for answer in ("  paris! ", "London"):
@@ -328,7 +312,7 @@ def test_another_learners_session_is_invisible(
     make_user: Callable[..., User],
     as_user: Callable[[User], Headers],
 ) -> None:
-    session = start(client, bank_course, as_user(learner))
+    session = start_practice(client, bank_course, as_user(learner))
     item = client.get(f"/sessions/{session['id']}/next", headers=as_user(learner)).get_json()[
         "item"
     ]
@@ -348,7 +332,7 @@ def test_another_learners_session_is_invisible(
 def test_a_new_learner_starts_at_the_prior(
     client: FlaskClient, bank_course: Course, learner: User, as_user: Callable[[User], Headers]
 ) -> None:
-    session = start(client, bank_course, as_user(learner))
+    session = start_practice(client, bank_course, as_user(learner))
 
     assert math.isclose(session["estimate"]["theta"], 0.0, abs_tol=1e-6)
     assert math.isclose(session["estimate"]["se"], 1.0, abs_tol=0.01)

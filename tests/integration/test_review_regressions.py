@@ -21,14 +21,9 @@ from app.auth.models import Role, SigningKey, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
 from app.db import utcnow
 from app.learning.models import SkillState
-from tests.conftest import PASSWORD, bearer
+from tests.conftest import PASSWORD, bearer, start_practice
 
 Headers = dict[str, str]
-
-
-@pytest.fixture
-def as_user(login: Callable[[User], dict[str, str]]) -> Callable[[User], Headers]:
-    return lambda user: bearer(login(user)["access_token"])
 
 
 def naive_cursor() -> str:
@@ -126,14 +121,6 @@ def one_item_course(make_course: Callable[..., Course], db_session: Session) -> 
     return course, item
 
 
-def start(client: FlaskClient, course: Course, headers: Headers) -> str:
-    client.post(f"/courses/{course.id}/enrollments", headers=headers)
-    session_id: str = client.post(
-        "/sessions", json={"skill_id": str(course.skills[0].id)}, headers=headers
-    ).get_json()["id"]
-    return session_id
-
-
 def test_only_a_learners_first_answer_calibrates_an_item(
     client: FlaskClient,
     one_item_course: tuple[Course, Item],
@@ -143,7 +130,7 @@ def test_only_a_learners_first_answer_calibrates_an_item(
 ) -> None:
     course, item = one_item_course
     headers = as_user(make_user())
-    session_id = start(client, course, headers)
+    session_id = start_practice(client, course, headers)["id"]
     difficulties = []
 
     for _ in range(3):
@@ -172,7 +159,7 @@ def test_practice_stops_when_the_course_is_unpublished(
 ) -> None:
     course, item = one_item_course
     headers = as_user(make_user())
-    session_id = start(client, course, headers)
+    session_id = start_practice(client, course, headers)["id"]
     client.get(f"/sessions/{session_id}/next", headers=headers)
     course.status = CourseStatus.DRAFT
     db_session.commit()
@@ -197,7 +184,7 @@ def test_a_served_item_retired_before_the_answer_is_409_and_not_scored(
 ) -> None:
     course, item = one_item_course
     headers = as_user(make_user())
-    session_id = start(client, course, headers)
+    session_id = start_practice(client, course, headers)["id"]
     client.get(f"/sessions/{session_id}/next", headers=headers)
     item.status = ItemStatus.RETIRED
     db_session.commit()
