@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     ai_base_url: str | None = None
     ai_model: str | None = None
     ai_api_key: SecretStr | None = None
+    ai_grade_budget_seconds: float = 4.0
+    celery_broker_url: str | None = None
+    jobs_eager: bool = False
+    job_timeout_seconds: int = 300
+    job_max_attempts: int = 3
+    job_visibility_timeout_seconds: int = 3600
+    material_max_bytes: int = 1024 * 1024
     sentry_dsn: str | None = None
     log_level: str = "INFO"
 
@@ -59,6 +66,13 @@ class Settings(BaseSettings):
     def is_hardened(self) -> bool:
         """Staging and production run with production-grade checks."""
         return self.app_env in ("staging", "production")
+
+    @property
+    def broker_url(self) -> str | None:
+        """Where jobs are queued: CELERY_BROKER_URL, else REDIS_URL; None runs them eagerly."""
+        if self.jobs_eager:
+            return None
+        return self.celery_broker_url or self.redis_url
 
     @property
     def access_token_ttl(self) -> timedelta:

@@ -2,8 +2,9 @@
 
 from app.audit.models import AuditRecord
 from app.auth.models import RefreshFamily, RefreshToken, SigningKey, User
-from app.content.models import Course, Item, Skill
+from app.content.models import Course, Item, Material, Skill
 from app.db import Base
+from app.jobs.models import Job
 from app.learning.models import Attempt, Enrollment, PracticeSession, SkillState
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "Course",
     "Enrollment",
     "Item",
+    "Job",
+    "Material",
     "PracticeSession",
     "RefreshFamily",
     "RefreshToken",

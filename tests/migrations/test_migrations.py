@@ -31,6 +31,8 @@ EXPECTED_TABLES = {
     "skill_states",
     "practice_sessions",
     "attempts",
+    "jobs",
+    "materials",
 }
 
 

@@ -1,0 +1,1 @@
+"""Background jobs: Celery tasks whose truth lives in Postgres job rows."""
