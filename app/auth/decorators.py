@@ -36,6 +36,12 @@ def authenticated(*roles: Role) -> Callable[[F], F]:
         responses: dict[int, str] = {401: "Missing, invalid or expired access token"}
         if roles:
             responses[403] = "The caller's role does not allow this operation"
+        # Keep what the view's own @doc documents (its 400/404/409/415...): merge, not replace.
+        documented = getattr(view, "_spec", {}).get("responses") or {}
+        if isinstance(documented, dict):
+            responses.update(documented)
+        else:  # @doc(responses=[404, 409]) lists bare status codes
+            responses.update({int(code): "" for code in documented})
         _annotate(guarded, security=SECURITY_SCHEME, responses=responses)
         return cast(F, guarded)
 
