@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
-from app import docs_ui, errors
+from app import docs_ui, errors, storage
+from app.ai import runtime as ai_runtime
 from app.auth import tokens
 from app.auth.decorators import SECURITY_SCHEME
 from app.config import Settings
 from app.db import Database, build_engine
+from app.jobs import celery_app
 from app.observability import request_id
 
 __version__ = "0.1.0"
@@ -47,12 +49,16 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     errors.init_app(app)
     docs_ui.init_app(app)
     Database(build_engine(settings.database_url, settings.database_pool_size)).init_app(app)
+    storage.init_app(app, settings)
     tokens.init_app(app, settings)
+    ai_runtime.init_app(app, settings)
+    celery_app.init_app(app, settings)
 
     from app import health
     from app.admin.routes import bp as admin_bp
     from app.auth.routes import bp as auth_bp
     from app.content.routes import bp as content_bp
+    from app.jobs.routes import bp as jobs_bp
     from app.learning.routes import bp as learning_bp
     from app.ops import cli
 
@@ -60,6 +66,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(content_bp)
     app.register_blueprint(learning_bp)
+    app.register_blueprint(jobs_bp)
     app.register_blueprint(admin_bp)
     cli.init_app(app)
     return app

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
             problems.append("CORS_ORIGINS contains the wildcard '*'")
         if self.database_url.startswith("sqlite"):
             problems.append("DATABASE_URL points at SQLite")
+        if self.jobs_eager:
+            problems.append("JOBS_EAGER is on (jobs would run inside web requests)")
+        elif self.broker_url is None:
+            problems.append("no job broker: set CELERY_BROKER_URL or REDIS_URL")
         return problems
 
     def check_hardened(self) -> None:

@@ -1,4 +1,5 @@
-"""Liveness (`/healthz`) and readiness (`/readyz`: database and, when configured, Redis)."""
+"""Liveness (`/healthz`) and readiness (`/readyz`: database, object storage and, when configured,
+Redis)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import get_session
 from app.errors import ProblemError
+from app.storage import StorageError, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +52,24 @@ def _check_redis() -> str:
     return "ok"
 
 
+def _check_storage() -> str:
+    try:
+        get_storage().check()
+    except StorageError as error:
+        logger.warning("readiness: storage unavailable: %s", error)
+        return "unavailable"
+    return "ok"
+
+
 @bp.get("/readyz")
 @bp.doc(responses={200: "Every dependency answers", 503: "A dependency is unavailable"})
 def readyz() -> Any:
-    """Readiness: the database and (when configured) Redis answer."""
-    checks = {"database": _check_database(), "redis": _check_redis()}
+    """Readiness: the database, object storage and (when configured) Redis answer."""
+    checks = {
+        "database": _check_database(),
+        "redis": _check_redis(),
+        "storage": _check_storage(),
+    }
     if "unavailable" in checks.values():
         raise ProblemError(
             "A dependency is unavailable.", status=503, slug="not-ready", extra={"checks": checks}

@@ -33,13 +33,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(worker_database_url: str, redis_url: str) -> Settings:
+def settings(
+    worker_database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     return Settings(
         _env_file=None,  # a developer's .env must not leak into tests
         app_env="test",
         secret_key=TEST_SECRET,
         database_url=worker_database_url,
         redis_url=redis_url,
+        storage_url=f"file://{tmp_path_factory.mktemp('storage')}",  # never ./instance
+        jobs_eager=True,  # jobs run in-process; tests/integration/test_worker.py runs a worker
     )
 
 

@@ -15,6 +15,8 @@ from app.auth.decorators import authenticated, current
 from app.auth.models import Role
 from app.auth.schemas import UserOut
 from app.db import get_session
+from app.jobs import service as jobs
+from app.jobs.schemas import JobOut, JobPage, JobsQuery
 
 bp = APIBlueprint("admin", __name__, url_prefix="/admin", tag="Admin")
 
@@ -62,3 +64,29 @@ def audit_log(query: AuditQuery) -> Any:
 def stats() -> Any:
     """Users by role and recent audit activity."""
     return service.stats(get_session())
+
+
+@bp.get("/jobs")
+@authenticated(Role.ADMIN)
+@bp.input(JobsQuery, location="query", arg_name="query")
+@bp.output(JobPage, description="A page of jobs, newest first")
+def list_jobs(query: JobsQuery) -> Any:
+    """List background jobs, by status; `stuck=true` lists running jobs past their deadline."""
+    rows, next_cursor = jobs.list_jobs(get_session(), query)
+    return JobPage(items=[JobOut.model_validate(job) for job in rows], next_cursor=next_cursor)
+
+
+@bp.post("/jobs/<uuid:job_id>/retry")
+@authenticated(Role.ADMIN)
+@bp.output(JobOut, status_code=202, description="The job, queued again")
+@bp.doc(
+    responses={
+        404: "No such job",
+        409: "The job is queued or running within its deadline",
+        503: "The job queue is unavailable (the job is recorded as failed)",
+    }
+)
+def retry_job(job_id: uuid.UUID) -> Any:
+    """Re-queue a stuck, failed or dead job with a fresh attempt budget (audited)."""
+    job = jobs.requeue(get_session(), job_id, current(), reason="admin retry", via="http")
+    return JobOut.model_validate(job), 202

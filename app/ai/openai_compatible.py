@@ -1,10 +1,16 @@
 """The OpenAI-compatible chat-completions provider (OpenAI, Azure-style gateways, vLLM, Ollama).
 
 Every request names its prompt template and version (body `metadata` and the
-`X-Prompt-Template` header) and asks for structured output with a JSON schema. Timeouts, 429
-and 5xx are retried with exponential backoff and jitter (`Retry-After` wins when sent); other
-4xx are not. A circuit breaker stops calling a provider that keeps failing. Output that fails
+`X-Prompt-Template` header) and asks for structured output with a JSON schema. Timeouts and
+other transport errors, 429 and 5xx are retried with exponential backoff and jitter
+(`Retry-After` wins when sent); other 4xx are not. A circuit breaker stops calling a provider that keeps failing. Output that fails
 validation gets exactly one repair attempt before `InvalidOutputError`.
+
+An optional time `budget` (seconds, on the injected monotonic `clock`) bounds one whole
+operation, retries and repair included, for callers that have a learner waiting: each request's
+timeout is capped to what remains of it, and a retry whose delay would overrun it is not started
+(`ProviderUnavailableError`). httpx timeouts apply per phase (connect, each read, ...), so the
+cap keeps one request close to the budget rather than exactly within it.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class OpenAICompatibleProvider:
         sleep: Sleep = time.sleep,
         wall_clock: Clock = time.time,
         rng: random.Random | None = None,
+        budget: float | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
@@ -84,6 +92,8 @@ class OpenAICompatibleProvider:
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.budget = budget
+        self._clock = clock
 
     def close(self) -> None:
         """Close the HTTP client if this provider created it (an injected one is the caller's)."""
@@ -150,8 +160,11 @@ class OpenAICompatibleProvider:
 
     def _run(self, name: str, schema: type[Output], **fields: str) -> tuple[Output, Provenance]:
         prompt = self.registry.get(name).render(fields)
+        deadline = None if self.budget is None else self._clock() + self.budget
         messages = [message.model_dump() for message in prompt.messages]
-        content, usage = self._complete(prompt, self.request_body(prompt, schema, messages))
+        content, usage = self._complete(
+            prompt, self.request_body(prompt, schema, messages), deadline
+        )
         try:
             output = schema.model_validate_json(content)
         except ValidationError as error:
@@ -161,7 +174,9 @@ class OpenAICompatibleProvider:
                 {"role": "assistant", "content": content},
                 {"role": "user", "content": REPAIR_INSTRUCTION.format(errors=describe(error))},
             ]
-            content, more = self._complete(prompt, self.request_body(prompt, schema, messages))
+            content, more = self._complete(
+                prompt, self.request_body(prompt, schema, messages), deadline
+            )
             usage = add_usage(usage, more)
             try:
                 output = schema.model_validate_json(content)
@@ -175,12 +190,14 @@ class OpenAICompatibleProvider:
         )
         return output, provenance
 
-    def _complete(self, prompt: RenderedPrompt, body: dict[str, Any]) -> tuple[str, Usage | None]:
+    def _complete(
+        self, prompt: RenderedPrompt, body: dict[str, Any], deadline: float | None
+    ) -> tuple[str, Usage | None]:
         """One chat completion through the circuit breaker: (message content, usage)."""
         if not self.breaker.allow():
             raise CircuitOpenError(f"circuit open: not calling {self.url}")
         try:
-            data = self._post_with_retries(prompt, body)
+            data = self._post_with_retries(prompt, body, deadline)
         except Exception:
             # Whatever went wrong, a half-open probe must not leave the breaker half-open.
             self.breaker.record_failure()
@@ -188,7 +205,9 @@ class OpenAICompatibleProvider:
         self.breaker.record_success()
         return message_content(data), usage_of(data)
 
-    def _post_with_retries(self, prompt: RenderedPrompt, body: dict[str, Any]) -> Any:
+    def _post_with_retries(
+        self, prompt: RenderedPrompt, body: dict[str, Any], deadline: float | None
+    ) -> Any:
         headers = {TEMPLATE_HEADER: f"{prompt.template}.v{prompt.version}"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -197,11 +216,15 @@ class OpenAICompatibleProvider:
         while True:
             attempt += 1
             retry_after = None
-            try:
-                response = self._client.post(
-                    self.url, json=body, headers=headers, timeout=self.timeout
+            timeout = self._timeout_within(deadline)
+            if timeout is None:
+                raise ProviderUnavailableError(
+                    f"{prompt.template}.v{prompt.version}: the {self.budget}s budget was used "
+                    f"up before request {attempt} could start"
                 )
-            except (httpx.TimeoutException, httpx.NetworkError) as error:
+            try:
+                response = self._client.post(self.url, json=body, headers=headers, timeout=timeout)
+            except httpx.TransportError as error:  # timeouts, refused, dropped, ...
                 reason = type(error).__name__
             else:
                 if response.is_success:
@@ -218,6 +241,12 @@ class OpenAICompatibleProvider:
                     f"(last: {reason})"
                 )
             delay = self.retry.delay(attempt, self._rng, retry_after)
+            if deadline is not None and self._clock() + delay >= deadline:
+                raise ProviderUnavailableError(
+                    f"{prompt.template}.v{prompt.version}: gave up after {attempt} attempts: "
+                    f"a {delay:.2f}s retry delay would overrun the {self.budget}s budget "
+                    f"(last: {reason})"
+                )
             logger.warning(
                 "ai.retry template=%s.v%s attempt=%d reason=%s delay=%.2f",
                 prompt.template,
@@ -227,6 +256,25 @@ class OpenAICompatibleProvider:
                 delay,
             )
             self._sleep(delay)
+
+    def _timeout_within(self, deadline: float | None) -> httpx.Timeout | None:
+        """The request timeout, each phase capped to the budget left; None when none is left."""
+        if deadline is None:
+            return self.timeout
+        left = deadline - self._clock()
+        if left <= 0:
+            return None
+        return httpx.Timeout(
+            connect=cap(self.timeout.connect, left),
+            read=cap(self.timeout.read, left),
+            write=cap(self.timeout.write, left),
+            pool=cap(self.timeout.pool, left),
+        )
+
+
+def cap(seconds: float | None, limit: float) -> float:
+    """A phase timeout no longer than `limit` (None, httpx's "no timeout", becomes `limit`)."""
+    return limit if seconds is None else min(seconds, limit)
 
 
 def bullets(lines: list[str]) -> str:

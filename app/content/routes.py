@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
 
 from apiflask import APIBlueprint
+from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from app.auth.decorators import authenticated, current
 from app.auth.models import Role
-from app.content import items, service
+from app.content import items, materials, service
 from app.content.schemas import (
     CourseIn,
     CourseOut,
@@ -29,6 +33,9 @@ from app.content.schemas import (
 )
 from app.db import get_session
 from app.pagination import PageQuery
+from app.storage import get_storage
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 bp = APIBlueprint("content", __name__, tag="Content")
 
@@ -156,6 +163,63 @@ def list_items(skill_id: uuid.UUID, query: ItemsQuery) -> Any:
 def create_item(skill_id: uuid.UUID, body: ItemIn) -> Any:
     """Author an item (mcq or short_answer) as a draft."""
     return items.create_item(get_session(), current(), skill_id, body)
+
+
+def _multipart_upload(view: F) -> F:
+    """Accept only multipart bodies, big enough for a MATERIAL_MAX_BYTES file and its framing.
+
+    The app-wide MAX_CONTENT_LENGTH is sized for JSON; the exact file limit is enforced by
+    `materials.upload_material`, and a body too large to parse gets the same 413.
+    """
+
+    @wraps(view)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        if request.mimetype != "multipart/form-data":
+            raise UnsupportedMediaType("This operation accepts only multipart/form-data bodies.")
+        max_bytes: int = current_app.extensions["mastery.settings"].material_max_bytes
+        request.max_content_length = materials.request_limit(max_bytes)
+        try:
+            return view(*args, **kwargs)
+        except RequestEntityTooLarge as error:
+            raise materials.too_large(max_bytes) from error
+
+    return cast(F, limited)
+
+
+@bp.get("/skills/<uuid:skill_id>/materials")
+@authenticated(Role.INSTRUCTOR)
+@bp.input(PageQuery, location="query", arg_name="query")
+@bp.output(materials.MaterialPage, description="The skill's materials, newest first")
+@bp.doc(responses={**HIDDEN, 403: "Only the course's owner or an admin"})
+def list_materials(skill_id: uuid.UUID, query: PageQuery) -> Any:
+    """List a skill's uploaded source material (course owner and admins)."""
+    found, next_cursor = materials.list_materials(get_session(), current(), skill_id, query)
+    return {"items": found, "next_cursor": next_cursor}
+
+
+@bp.post("/skills/<uuid:skill_id>/materials")
+@authenticated(Role.INSTRUCTOR)
+@_multipart_upload
+@bp.input(materials.MaterialUpload, location="files", arg_name="body")
+@bp.output(materials.MaterialOut, status_code=201, description="The stored material")
+@bp.doc(
+    responses={
+        **HIDDEN,
+        403: "Only the course's owner or an admin may upload",
+        413: "The file is larger than MATERIAL_MAX_BYTES",
+        415: "Not multipart/form-data, or the file is not UTF-8 text/plain or text/markdown",
+        503: "Object storage is unavailable; nothing was stored",
+    }
+)
+def upload_material(skill_id: uuid.UUID, body: materials.MaterialUpload) -> Any:
+    """Upload a text or markdown file (multipart field `file`) as source material (audited).
+
+    Generation jobs use a skill's newest material as context for the items they draft.
+    """
+    max_bytes: int = current_app.extensions["mastery.settings"].material_max_bytes
+    return materials.upload_material(
+        get_session(), get_storage(), current(), skill_id, body.file, max_bytes
+    )
 
 
 @bp.get("/items/<uuid:item_id>")

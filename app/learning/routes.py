@@ -8,6 +8,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request
 
+from app.ai.runtime import ai_providers
 from app.auth.decorators import authenticated, current
 from app.content.schemas import ItemPublicOut
 from app.db import get_session
@@ -19,6 +20,7 @@ from app.learning.schemas import (
     AttemptOut,
     EnrollmentOut,
     EstimateOut,
+    HintOut,
     NextItemOut,
     ProgressOut,
     SessionIn,
@@ -115,12 +117,35 @@ def next_item(session_id: uuid.UUID) -> Any:
     }
 )
 def submit_attempt(session_id: uuid.UUID, body: AttemptIn) -> Any:
-    """Answer the served item. Send an `Idempotency-Key` header to make retries safe."""
+    """Answer the served item. Send an `Idempotency-Key` header to make retries safe.
+
+    Short answers are graded by the AI provider within a time budget; when it cannot answer,
+    the rule-based scorer does and `graded_by` says `fallback`."""
     key = request.headers.get(IDEMPOTENCY_KEY)
     if key is not None and not 1 <= len(key) <= 128:
         raise ProblemError("Idempotency-Key must be 1-128 characters.", status=400)
-    attempt, created = service.submit_attempt(get_session(), current(), session_id, body, key)
+    attempt, created = service.submit_attempt(
+        get_session(), current(), session_id, body, key, ai_providers().interactive
+    )
     return _attempt_out(attempt), 201 if created else 200
+
+
+@bp.get("/sessions/<uuid:session_id>/items/<uuid:item_id>/hint")
+@authenticated()
+@bp.output(HintOut, description="A hint for the item pending in the session (never its answer)")
+@bp.doc(
+    responses={
+        404: "No such session (or someone else's)",
+        409: "The item is not the one pending in this session, was withdrawn, or is an mcq",
+    }
+)
+def hint(session_id: uuid.UUID, item_id: uuid.UUID) -> Any:
+    """A hint for the short-answer item being answered. Asking changes nothing."""
+    hint_request = service.hint_request(get_session(), current(), session_id, item_id)
+    text, hinted_by = service.give_hint(
+        ai_providers().interactive, hint_request, session_id=str(session_id)
+    )
+    return HintOut(item_id=item_id, hint=text, hinted_by=hinted_by)
 
 
 @bp.get("/me/progress")

@@ -53,8 +53,20 @@ class AttemptOut(BaseModel):
     correct: bool
     score: float
     feedback: str
-    graded_by: str
+    graded_by: str = Field(
+        description="`exact` (mcq), the AI provider that graded a short answer (`offline`, "
+        "`openai`), or `fallback` when it could not and the rule-based scorer did"
+    )
     estimate: EstimateOut
+
+
+class HintOut(BaseModel):
+    item_id: uuid.UUID
+    hint: str = Field(description="A nudge towards the answer, never the answer itself")
+    hinted_by: str = Field(
+        description="The AI provider that wrote the hint (`offline`, `openai`), or `fallback` "
+        "when it could not and the built-in offline hint was given instead"
+    )
 
 
 class NextItemOut(BaseModel):

@@ -1,12 +1,17 @@
-"""Practice as plain functions over a session: enrol, start, serve the next item, answer.
+"""Practice as plain functions over a session: enrol, start, serve the next item, answer, hint.
 
-Concurrency: `submit_attempt` locks the practice session row, so two submissions of one
-session are serialised; with an `Idempotency-Key`, a retry returns the first result instead of
-counting twice (the key is unique per session in the database as well).
+Concurrency: `submit_attempt` records under a lock on the practice session row, so two
+submissions of one session are serialised; with an `Idempotency-Key`, a retry returns the first
+result instead of counting twice (the key is unique per session in the database as well).
+
+No lock and no transaction is held while an AI provider works (grading, hints can take
+seconds): the request is read and validated first, the read transaction ends, the provider is
+called, and only then is the session locked, everything checked again and the attempt recorded.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -20,16 +25,32 @@ from app.adaptive.calibration import update_difficulty
 from app.adaptive.estimation import AbilityPosterior
 from app.adaptive.mastery import MasteryRule
 from app.adaptive.selection import ItemBank, recently_seen, select_item
+from app.ai import AIProviderError, GradingRequest, HintRequest, Provider
+from app.ai.offline import OfflineProvider
+from app.ai.runtime import log_usage
 from app.auth.models import User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
 from app.content.service import get_course, get_skill
 from app.errors import Conflict, Forbidden, NotFound, ProblemError, validation_problem
 from app.learning.models import Attempt, Enrollment, PracticeSession, SkillState
 from app.learning.schemas import AttemptIn, EstimateOut
-from app.learning.scoring import Grade, score_mcq, score_short_answer
+from app.learning.scoring import (
+    FALLBACK,
+    Grade,
+    grade_short_answer,
+    reveals,
+    score_mcq,
+    score_short_answer,
+)
 
 EXCLUDE_LAST_N = 20
 MASTERY = MasteryRule()
+MAX_ANSWER_CHARS = 2000
+# The hint of last resort, when neither the provider's nor the offline one may be shown.
+GENERIC_HINT = "Re-read the question and name the key idea it asks about."
+OFFLINE = OfflineProvider()
+
+logger = logging.getLogger(__name__)
 
 
 def enrol(session: Session, user: User, course_id: uuid.UUID) -> tuple[Enrollment, bool]:
@@ -168,19 +189,49 @@ def _require_open_course(session: Session, practice: PracticeSession) -> None:
         )
 
 
-def _grade(item: Item, response: int | str) -> Grade:
+def _require_pending(practice: PracticeSession, item_id: uuid.UUID) -> None:
+    if practice.pending_item_id != item_id:
+        raise Conflict(
+            "This item was not served in this session (ask /next first).", slug="item-not-served"
+        )
+
+
+def _check_response(item: Item, response: int | str) -> None:
+    """422 unless `response` has the shape `item` takes."""
     if item.kind is ItemKind.MCQ:
         choices = item.choices or []
         if not isinstance(response, int) or not 0 <= response < len(choices):
             raise _bad_response(f"an integer from 0 to {len(choices) - 1} (the chosen choice)")
-        return score_mcq(choices, response)
-    if not isinstance(response, str) or not response.strip() or len(response) > 2000:
-        raise _bad_response("the answer text (1-2000 characters)")
-    return score_short_answer(item.reference_answer or "", response)
+    elif not isinstance(response, str) or not response.strip() or len(response) > MAX_ANSWER_CHARS:
+        raise _bad_response(f"the answer text (1-{MAX_ANSWER_CHARS} characters)")
 
 
 def _bad_response(expected: str) -> ProblemError:
     return validation_problem("json", "response", f"expected {expected}")
+
+
+def rubric_lines(rubric: str | None) -> list[str]:
+    """The rubric's criteria: one per line, blank lines and bullet marks dropped."""
+    lines = (line.strip().lstrip("-*\u2022").strip() for line in (rubric or "").splitlines())
+    return [line for line in lines if line]
+
+
+def _replay(
+    session: Session, practice: PracticeSession, item_id: uuid.UUID, idempotency_key: str | None
+) -> Attempt | None:
+    """The attempt recorded earlier with this Idempotency-Key (409 if it answered another item)."""
+    if idempotency_key is None:
+        return None
+    replay = session.scalar(
+        select(Attempt).where(
+            Attempt.session_id == practice.id, Attempt.idempotency_key == idempotency_key
+        )
+    )
+    if replay is not None and replay.item_id != item_id:
+        raise Conflict(
+            "This Idempotency-Key was used for another answer.", slug="idempotency-key-reused"
+        )
+    return replay
 
 
 def submit_attempt(
@@ -189,37 +240,73 @@ def submit_attempt(
     session_id: uuid.UUID,
     data: AttemptIn,
     idempotency_key: str | None,
+    grader: Provider,
 ) -> tuple[Attempt, bool]:
     """Score an answer and move θ, SE and the item's difficulty in one transaction.
 
-    Returns the attempt and whether it was created now (False: an idempotent replay).
+    Three steps, so that nothing is locked or open while `grader` works on a short answer:
+    (a) read and validate without locks, then end the read transaction; (b) grade outside any
+    transaction (the rules answer if the provider fails); (c) lock the session, check again
+    what may have changed meanwhile, and record. Returns the attempt and whether it was
+    created now (False: an idempotent replay).
     """
-    practice = get_session_of(session, user, session_id, lock=True)
-    if idempotency_key is not None:
-        replay = session.scalar(
-            select(Attempt).where(
-                Attempt.session_id == practice.id, Attempt.idempotency_key == idempotency_key
+    practice = get_session_of(session, user, session_id)
+    replay = _replay(session, practice, data.item_id, idempotency_key)
+    if replay is not None:
+        session.commit()
+        return replay, False
+    _require_pending(practice, data.item_id)
+    _require_open_course(session, practice)
+    item = session.get(Item, data.item_id)
+    request: GradingRequest | None = None
+    if item is not None and item.status is ItemStatus.PUBLISHED:
+        _check_response(item, data.response)
+        if item.kind is ItemKind.SHORT_ANSWER:
+            request = GradingRequest(
+                item_id=str(item.id),
+                stem=item.prompt,
+                reference_answer=item.reference_answer or "",
+                rubric=rubric_lines(item.rubric),
+                response=str(data.response),
             )
-        )
-        if replay is not None:
-            if replay.item_id != data.item_id:
-                raise Conflict(
-                    "This Idempotency-Key was used for another answer.",
-                    slug="idempotency-key-reused",
-                )
-            session.commit()
-            return replay, False
-    if practice.pending_item_id != data.item_id:
-        raise Conflict(
-            "This item was not served in this session (ask /next first).", slug="item-not-served"
-        )
+    session.rollback()  # (a) is over: it wrote nothing, and the objects it read are expired
+    grade = None
+    if request is not None:
+        grade = grade_short_answer(grader, request, session_id=str(session_id))
+    return _record(session, user, session_id, data, idempotency_key, grade)
+
+
+def _record(
+    session: Session,
+    user: User,
+    session_id: uuid.UUID,
+    data: AttemptIn,
+    idempotency_key: str | None,
+    grade: Grade | None,
+) -> tuple[Attempt, bool]:
+    """Step (c) of `submit_attempt`: under the session's row lock, with the grade of (b)."""
+    practice = get_session_of(session, user, session_id, lock=True)
+    # A concurrent submission may have recorded an answer while (b) ran: the same key
+    # returns it, and without a key the item is no longer pending (409).
+    replay = _replay(session, practice, data.item_id, idempotency_key)
+    if replay is not None:
+        session.commit()
+        return replay, False
+    _require_pending(practice, data.item_id)
     _require_open_course(session, practice)
     item = session.get(Item, data.item_id, with_for_update=True)
     if item is None or item.status is not ItemStatus.PUBLISHED:
         practice.pending_item_id = None
         session.commit()
         raise Conflict("The item was withdrawn; ask /next for another.", slug="item-withdrawn")
-    grade = _grade(item, data.response)
+    if grade is None:
+        # MCQ, which is exact and instant. (A short answer gets here only when its item was
+        # withdrawn during (a) and is published again now: never call a provider under a lock.)
+        _check_response(item, data.response)
+        if item.kind is ItemKind.MCQ:
+            grade = score_mcq(item.choices or [], int(data.response))
+        else:
+            grade = score_short_answer(item.reference_answer or "", str(data.response))
     # Only a learner's first answer to an item calibrates it, so one learner repeating an
     # item cannot drag its difficulty for everybody.
     first_answer = (
@@ -263,6 +350,52 @@ def submit_attempt(
     session.add(attempt)
     session.commit()
     return attempt, True
+
+
+def hint_request(
+    session: Session, user: User, session_id: uuid.UUID, item_id: uuid.UUID
+) -> HintRequest:
+    """What a hint for the item pending in the caller's session needs, read without locks; the
+    read transaction is over when this returns, so the provider can take its time."""
+    practice = get_session_of(session, user, session_id)
+    _require_pending(practice, item_id)
+    _require_open_course(session, practice)
+    item = session.get(Item, item_id)
+    if item is None or item.status is not ItemStatus.PUBLISHED:
+        raise Conflict("The item was withdrawn; ask /next for another.", slug="item-withdrawn")
+    if item.kind is not ItemKind.SHORT_ANSWER:
+        # A hint towards one of a few shown choices all but names it.
+        raise Conflict("Hints are given for short-answer items only.", slug="no-hint-for-mcq")
+    request = HintRequest(
+        item_id=str(item.id),
+        stem=item.prompt,
+        reference_answer=item.reference_answer or "",
+        rubric=rubric_lines(item.rubric),
+    )
+    session.rollback()
+    return request
+
+
+def give_hint(provider: Provider, request: HintRequest, **ids: uuid.UUID | str) -> tuple[str, str]:
+    """(hint, hinted_by): the provider's hint; the offline one (`"fallback"`) when the provider
+    fails or its hint contains the reference answer. Call it outside any transaction."""
+    try:
+        hint = provider.hint(request)
+    except AIProviderError as error:
+        reason = type(error).__name__
+    else:
+        log_usage(hint, item_id=request.item_id, **ids)
+        if not reveals(hint.hint, request.reference_answer):
+            return hint.hint, hint.provider
+        reason = "reveals-answer"
+    logger.warning(
+        "ai.hint_fallback provider=%s reason=%s item_id=%s",
+        provider.name,
+        reason,
+        request.item_id,
+    )
+    text = OFFLINE.hint(request).hint
+    return (GENERIC_HINT if reveals(text, request.reference_answer) else text), FALLBACK
 
 
 def progress(session: Session, user: User) -> list[tuple[SkillState, Skill]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import click
 from alembic import command
 from flask import Flask, current_app
@@ -12,12 +14,15 @@ from app.audit.service import record as audit_record
 from app.auth import passwords
 from app.auth.models import Role, User
 from app.config import Settings
-from app.db import get_session
+from app.db import get_session, utcnow
+from app.errors import ProblemError
+from app.jobs import service as jobs
 from app.migrations import alembic_config
 
 db_cli = AppGroup("db", help="Database schema migrations (Alembic).")
 seed_cli = AppGroup("seed", help="Load data into the database.")
 keys_cli = AppGroup("keys", help="JWT signing keys.")
+jobs_cli = AppGroup("jobs", help="Background jobs: find and re-queue stuck ones.")
 
 DEMO_USERS = (
     ("admin@mastery.local", "Demo Admin", Role.ADMIN, "mastery-demo-admin-pass"),
@@ -91,6 +96,48 @@ def keys_rotate() -> None:
     click.echo(f"active signing key: {key.kid}")
 
 
+@jobs_cli.command("stuck")
+def jobs_stuck() -> None:
+    """List running jobs past their deadline (their worker died or hangs)."""
+    now = utcnow()
+    stuck = jobs.stuck_jobs(get_session(), now)
+    if not stuck:
+        click.echo("no stuck jobs")
+        return
+    click.echo(f"{'job id':<36}  {'kind':<14} {'attempts':>8}  {'started (UTC)':<19}  overdue")
+    for job in stuck:
+        started = job.started_at.strftime("%Y-%m-%d %H:%M:%S") if job.started_at else "-"
+        overdue = int((now - job.deadline_at).total_seconds()) if job.deadline_at else 0
+        click.echo(
+            f"{job.id!s:<36}  {job.kind.value:<14} {job.attempts:>8}  {started:<19}  {overdue}s"
+        )
+
+
+@jobs_cli.command("requeue")
+@click.argument("job_id", required=False, type=click.UUID)
+@click.option("--stuck", "all_stuck", is_flag=True, help="Re-queue every stuck job.")
+def jobs_requeue(job_id: uuid.UUID | None, all_stuck: bool) -> None:
+    """Re-queue JOB_ID (stuck, failed or dead), or every stuck job with --stuck."""
+    if (job_id is None) == (not all_stuck):
+        raise click.UsageError("give a JOB_ID or --stuck (not both)")
+    session = get_session()
+    ids = [job.id for job in jobs.stuck_jobs(session)] if all_stuck else [job_id]
+    failures = 0
+    for one in ids:
+        assert one is not None  # noqa: S101 - narrowed by the usage check above
+        try:
+            job = jobs.requeue(session, one, None, reason="operator requeue", via="cli")
+        except ProblemError as error:
+            failures += 1
+            click.echo(f"{one}: not re-queued: {error.detail}", err=True)
+            continue
+        click.echo(f"{one}: re-queued (now {job.status.value})")
+    if all_stuck and not ids:
+        click.echo("no stuck jobs")
+    if failures:
+        raise SystemExit(1)
+
+
 def init_app(app: Flask) -> None:
-    for group in (db_cli, seed_cli, keys_cli):
+    for group in (db_cli, seed_cli, keys_cli, jobs_cli):
         app.cli.add_command(group)

@@ -41,11 +41,12 @@ def test_valid_output_becomes_a_grade_with_usage(
         httpx.ReadTimeout("slow upstream"),
         httpx.ConnectTimeout("no route"),
         httpx.ConnectError("refused"),
+        httpx.RemoteProtocolError("server disconnected without sending a response"),
         httpx.Response(500),
         httpx.Response(503),
         httpx.Response(429),
     ],
-    ids=["read-timeout", "connect-timeout", "connect-error", "500", "503", "429"],
+    ids=["read-timeout", "connect-timeout", "connect-error", "dropped", "500", "503", "429"],
 )
 def test_one_transient_failure_is_retried_after_a_jittered_backoff(
     respx_mock: respx.MockRouter,

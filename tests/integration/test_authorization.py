@@ -6,6 +6,7 @@ without a row fails the gate until someone decides (and tests) who may call it.
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
+from app.jobs.models import Job, JobKind, JobStatus
 from app.learning.models import Enrollment, PracticeSession
 from tests.conftest import PASSWORD, bearer
 
@@ -36,6 +38,7 @@ class World:
     published_item: Item
     draft_item: Item
     practice: PracticeSession
+    job: Job
 
 
 def not_owner(status: int) -> dict[str, int]:
@@ -59,6 +62,8 @@ class Row:
     expected: dict[str, int]
     path: Callable[[World], str] | None = None
     body: Callable[[World], Any] | None = None
+    # A multipart/form-data body instead of JSON (file parts as (stream, name, type) tuples).
+    form: Callable[[World], dict[str, Any]] | None = None
     query: dict[str, str] = field(default_factory=dict)
     # Runs as the caller before the request (e.g. enrol before starting a session).
     before: Callable[[FlaskClient, dict[str, str], World], object] | None = None
@@ -179,6 +184,19 @@ TABLE = [
     ),
     Row(
         "GET",
+        "/skills/<uuid:skill_id>/materials",
+        not_owner(200),
+        path=lambda w: f"/skills/{w.skill.id}/materials",
+    ),
+    Row(
+        "POST",
+        "/skills/<uuid:skill_id>/materials",
+        not_owner(201),
+        path=lambda w: f"/skills/{w.skill.id}/materials",
+        form=lambda w: {"file": (io.BytesIO(b"# Notes\n"), "notes.md", "text/markdown")},
+    ),
+    Row(
+        "GET",
         "/items/<uuid:item_id>",
         signed_in(200),
         path=lambda w: f"/items/{w.published_item.id}",
@@ -235,6 +253,12 @@ TABLE = [
         path=lambda w: f"/sessions/{w.practice.id}/attempts",
         body=lambda w: {"item_id": str(w.published_item.id), "response": "x"},
     ),
+    Row(
+        "GET",
+        "/sessions/<uuid:session_id>/items/<uuid:item_id>/hint",
+        signed_in(404),
+        path=lambda w: f"/sessions/{w.practice.id}/items/{w.published_item.id}/hint",
+    ),
     Row("GET", "/me/progress", signed_in(200)),
     Row("GET", "/admin/users", admins_only(200)),
     Row(
@@ -246,6 +270,27 @@ TABLE = [
     ),
     Row("GET", "/admin/audit-log", admins_only(200)),
     Row("GET", "/admin/stats", admins_only(200)),
+    Row(
+        "POST",
+        "/skills/<uuid:skill_id>/generation-jobs",
+        not_owner(202),
+        path=lambda w: f"/skills/{w.skill.id}/generation-jobs",
+        body=lambda w: {"count": 1},
+    ),
+    # A job is its creator's (and the course owner's): others get 404, not 403.
+    Row(
+        "GET",
+        "/jobs/<uuid:job_id>",
+        {"anonymous": 401, "learner": 404, "instructor": 404, "admin": 200},
+        path=lambda w: f"/jobs/{w.job.id}",
+    ),
+    Row("GET", "/admin/jobs", admins_only(200)),
+    Row(
+        "POST",
+        "/admin/jobs/<uuid:job_id>/retry",
+        admins_only(202),
+        path=lambda w: f"/admin/jobs/{w.job.id}/retry",
+    ),
 ]
 
 
@@ -295,9 +340,16 @@ def test_route_answers_each_role_as_the_table_says(
         for status in (ItemStatus.PUBLISHED, ItemStatus.DRAFT)
     ]
     practice = PracticeSession(user_id=target.id, skill_id=skill.id)
-    db_session.add_all([*items, practice, Enrollment(user_id=target.id, course_id=course.id)])
+    job = Job(
+        kind=JobKind.GENERATE_ITEMS,
+        status=JobStatus.DEAD,
+        skill_id=skill.id,
+        created_by=course.owner_id,
+        params={"count": 1},
+    )
+    db_session.add_all([*items, practice, job, Enrollment(user_id=target.id, course_id=course.id)])
     db_session.commit()
-    world = World(target, login(target), course, skill, items[0], items[1], practice)
+    world = World(target, login(target), course, skill, items[0], items[1], practice, job)
     headers = {} if role == "anonymous" else bearer(login(make_user(Role(role)))["access_token"])
     if row.before is not None and headers:
         row.before(client, headers, world)
@@ -307,6 +359,7 @@ def test_route_answers_each_role_as_the_table_says(
         method=row.method,
         headers=headers,
         json=row.body(world) if row.body else None,
+        data=row.form(world) if row.form else None,
         query_string=row.query,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from apiflask import APIFlask
@@ -22,11 +23,11 @@ def test_healthz_is_200(client: FlaskClient) -> None:
     assert response.get_json() == {"status": "ok"}
 
 
-def test_readyz_checks_database_and_redis(client: FlaskClient) -> None:
+def test_readyz_checks_database_redis_and_storage(client: FlaskClient) -> None:
     response = client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+    assert response.get_json()["checks"] == {"database": "ok", "redis": "ok", "storage": "ok"}
 
 
 @pytest.fixture
@@ -50,14 +51,51 @@ def test_readyz_is_503_when_the_database_is_down(client_with: Callable[..., Flas
 
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
-    assert response.get_json()["checks"] == {"database": "unavailable", "redis": "ok"}
+    assert response.get_json()["checks"] == {
+        "database": "unavailable",
+        "redis": "ok",
+        "storage": "ok",
+    }
 
 
 def test_readyz_is_503_when_redis_is_down(client_with: Callable[..., FlaskClient]) -> None:
     response = client_with(redis_url=f"redis://127.0.0.1:{free_port()}/0").get("/readyz")
 
     assert response.status_code == 503
-    assert response.get_json()["checks"] == {"database": "ok", "redis": "unavailable"}
+    assert response.get_json()["checks"] == {
+        "database": "ok",
+        "redis": "unavailable",
+        "storage": "ok",
+    }
+
+
+def test_readyz_is_503_when_storage_cannot_be_written(
+    client_with: Callable[..., FlaskClient], tmp_path: Path
+) -> None:
+    not_a_directory = tmp_path / "storage"
+    not_a_directory.write_text("a file where the storage root should be")
+
+    response = client_with(storage_url=f"file://{not_a_directory}").get("/readyz")
+
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["checks"] == {
+        "database": "ok",
+        "redis": "ok",
+        "storage": "unavailable",
+    }
+
+
+def test_readyz_creates_a_missing_local_storage_root(
+    client_with: Callable[..., FlaskClient], tmp_path: Path
+) -> None:
+    root = tmp_path / "fresh" / "storage"
+
+    response = client_with(storage_url=f"file://{root}").get("/readyz")
+
+    assert response.status_code == 200
+    assert root.is_dir()
+    assert list(root.iterdir()) == []  # the write probe cleans up after itself
 
 
 def test_readyz_without_redis_configured_reports_it(

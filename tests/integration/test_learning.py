@@ -225,7 +225,7 @@ def test_an_impossible_mcq_response_is_422_and_changes_nothing(
     )
 
 
-def test_short_answers_are_scored_by_the_rules(
+def test_short_answers_are_graded_by_the_configured_ai_provider(
     client: FlaskClient,
     make_course: Callable[..., Course],
     db_session: Session,
@@ -259,8 +259,8 @@ def test_short_answers_are_scored_by_the_rules(
         )
 
     assert [(r["correct"], r["score"], r["graded_by"]) for r in results] == [
-        (True, 1.0, "rules"),
-        (False, 0.0, "rules"),
+        (True, 1.0, "offline"),
+        (False, 0.0, "offline"),
     ]
     assert "Paris" not in results[1]["feedback"]  # the reference answer stays secret
 

@@ -9,10 +9,16 @@ from app.config import DEV_SECRET_KEY, InsecureConfigError, Settings
 
 STRONG = "s" * 48
 POSTGRES = "postgresql+psycopg://mastery@db/mastery"
+REDIS = "redis://redis:6379/0"
 
 
 def hardened(env: str = "production", **overrides: object) -> Settings:
-    values: dict[str, object] = {"app_env": env, "secret_key": STRONG, "database_url": POSTGRES}
+    values: dict[str, object] = {
+        "app_env": env,
+        "secret_key": STRONG,
+        "database_url": POSTGRES,
+        "redis_url": REDIS,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
@@ -42,6 +48,8 @@ def test_a_secure_production_configuration_starts() -> None:
         ({"debug": True}, "DEBUG is on"),
         ({"cors_origins": "*"}, "CORS_ORIGINS contains the wildcard"),
         ({"database_url": "sqlite:///prod.db"}, "DATABASE_URL points at SQLite"),
+        ({"jobs_eager": True}, "JOBS_EAGER is on"),
+        ({"redis_url": None}, "no job broker"),
     ],
 )
 def test_hardened_environments_refuse_insecure_settings_and_name_them(
@@ -80,3 +88,14 @@ def test_seed_demo_refuses_to_run_in_production() -> None:
 
     assert result.exit_code != 0
     assert "never seeded in staging or production" in result.output
+
+
+def test_the_job_broker_is_celery_broker_url_then_redis_url_and_none_when_eager(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "JOBS_EAGER"):
+        monkeypatch.delenv(name, raising=False)
+    assert hardened(celery_broker_url="redis://queue/1").broker_url == "redis://queue/1"
+    assert hardened().broker_url == REDIS
+    assert hardened(jobs_eager=True).broker_url is None
+    assert Settings(_env_file=None).broker_url is None  # development: jobs run in-process

@@ -1,0 +1,255 @@
+"""The item-generation job, as plain functions the Celery task calls.
+
+A run has three short transactions and no lock held while the model thinks:
+
+1. `claim`: lock the job row; a finished job, or one another worker is running within its
+   deadline, is left alone; otherwise it becomes `running` with `attempts + 1` and a deadline.
+2. the skill's material from storage and the provider call, outside any transaction;
+3. `succeed` or `fail`: lock the row again and write only if this run still owns it (same
+   status and attempt number). The items and `succeeded` commit together, so a redelivered
+   or re-queued job creates its items exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.ai import AIProviderError, GeneratedItems, ItemDraft, Provider, SkillBrief
+from app.ai.errors import AIConfigurationError, ProviderRequestError
+from app.content.models import Item, ItemKind, ItemOrigin, ItemStatus, Skill
+from app.content.schemas import ChoiceIn, ItemIn
+from app.db import utcnow
+from app.jobs.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR = 2000
+BACKOFF_BASE_SECONDS = 10.0
+BACKOFF_MAX_SECONDS = 600.0
+# Errors that the same input will hit again: retrying them only burns attempts and money.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (ProviderRequestError, AIConfigurationError)
+
+MaterialLoader = Callable[[Session, uuid.UUID], str]
+
+
+class PermanentJobError(Exception):
+    """The job cannot succeed as asked (e.g. its skill was deleted)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This run's hold on a job: valid while the row is `running` with the same attempt."""
+
+    job_id: uuid.UUID
+    attempt: int
+    skill: SkillBrief
+    skill_id: uuid.UUID
+    count: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task does next: nothing, retry after `retry_in`, or check back at `defer_to`."""
+
+    status: JobStatus | None
+    retry_in: float | None = None
+    defer_to: datetime | None = None
+
+
+def claim(
+    session: Session, job_id: uuid.UUID, timeout: timedelta, now: datetime | None = None
+) -> Claim | Outcome:
+    """Take the job for this run, or say why not (an `Outcome` then)."""
+    now = now or utcnow()
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        session.rollback()
+        logger.warning("job.missing job_id=%s", job_id)
+        return Outcome(status=None)
+    if job.status.finished:
+        session.rollback()
+        logger.info("job.already_finished job_id=%s status=%s", job_id, job.status)
+        return Outcome(status=job.status)
+    if job.status is JobStatus.RUNNING and job.deadline_at and job.deadline_at > now:
+        deadline = job.deadline_at
+        session.rollback()
+        logger.info("job.running_elsewhere job_id=%s deadline=%s", job_id, deadline.isoformat())
+        return Outcome(status=JobStatus.RUNNING, defer_to=deadline)
+    if job.status is JobStatus.RUNNING:
+        logger.warning(
+            "job.taking_over job_id=%s attempt=%d (past its deadline)", job_id, job.attempts
+        )
+    skill = session.get(Skill, job.skill_id) if job.skill_id else None
+    job.attempts += 1
+    job.started_at = now
+    job.finished_at = None
+    if skill is None:
+        _finish(job, JobStatus.FAILED, "PermanentJobError: the skill no longer exists", now)
+        session.commit()
+        return Outcome(status=JobStatus.FAILED)
+    job.status = JobStatus.RUNNING
+    job.deadline_at = now + timeout
+    count = int(job.params.get("count", 5))
+    brief = SkillBrief(skill_id=str(skill.id), name=skill.name, description=skill.description)
+    result = Claim(job_id=job.id, attempt=job.attempts, skill=brief, skill_id=skill.id, count=count)
+    session.commit()
+    logger.info("job.running job_id=%s attempt=%d", job_id, result.attempt)
+    return result
+
+
+def _owned(session: Session, held: Claim) -> Job | None:
+    """The job row, locked, if this run still owns it."""
+    job = session.get(Job, held.job_id, with_for_update=True)
+    if job is None or job.status is not JobStatus.RUNNING or job.attempts != held.attempt:
+        logger.warning(
+            "job.lost_claim job_id=%s attempt=%d: another run took over; discarding this result",
+            held.job_id,
+            held.attempt,
+        )
+        session.rollback()
+        return None
+    return job
+
+
+def _finish(job: Job, status: JobStatus, error: str | None, now: datetime) -> None:
+    job.status = status
+    job.deadline_at = None
+    job.finished_at = now if status.finished else None
+    if error is not None:
+        job.last_error = error[:MAX_ERROR]
+
+
+def to_item_in(draft: ItemDraft) -> ItemIn:
+    """A model's draft as an authoring request; ValidationError when it is not a valid item."""
+    if draft.kind == "mcq":
+        choices = [
+            ChoiceIn(text=text, correct=index == draft.answer_index)
+            for index, text in enumerate(draft.choices)
+        ]
+        return ItemIn(kind=ItemKind.MCQ, prompt=draft.stem, choices=choices)
+    return ItemIn(
+        kind=ItemKind.SHORT_ANSWER,
+        prompt=draft.stem,
+        reference_answer=draft.reference_answer,
+        rubric="\n".join(draft.rubric) or None,
+    )
+
+
+def succeed(session: Session, held: Claim, generated: GeneratedItems) -> Outcome:
+    """Store the valid drafts as `draft` items with `origin: ai`, and the job as succeeded."""
+    job = _owned(session, held)
+    if job is None:
+        return Outcome(status=None)
+    existing = session.scalars(select(Item.id).where(Item.source_job_id == job.id)).all()
+    if existing:  # cannot happen while the claim holds; kept as the last line of defence
+        _finish(job, JobStatus.SUCCEEDED, None, utcnow())
+        session.commit()
+        return Outcome(status=JobStatus.SUCCEEDED)
+    items, rejected = [], []
+    for index, draft in enumerate(generated.items[: held.count]):
+        try:
+            data = to_item_in(draft)
+        except ValidationError as error:
+            rejected.append({"index": index, "errors": error.error_count()})
+            continue
+        items.append(
+            Item(
+                skill_id=held.skill_id,
+                kind=data.kind,
+                status=ItemStatus.DRAFT,
+                origin=ItemOrigin.AI,
+                prompt=data.prompt.strip(),
+                choices=[c.model_dump() for c in data.choices] if data.choices else None,
+                reference_answer=data.reference_answer,
+                rubric=data.rubric,
+                source_job_id=job.id,
+            )
+        )
+    if not items:
+        session.rollback()
+        return fail(session, held, AIProviderError("the model returned no valid item"))
+    session.add_all(items)
+    session.flush()
+    job.result = {
+        "item_ids": [str(item.id) for item in items],
+        "rejected": rejected,
+        "provider": generated.provider,
+        "template": f"{generated.template}.v{generated.template_version}",
+        "usage": generated.usage.model_dump() if generated.usage else None,
+    }
+    _finish(job, JobStatus.SUCCEEDED, None, utcnow())
+    session.commit()
+    logger.info("job.succeeded job_id=%s items=%d rejected=%d", job.id, len(items), len(rejected))
+    return Outcome(status=JobStatus.SUCCEEDED)
+
+
+def backoff(attempt: int, rng: random.Random) -> float:
+    """Seconds before retry `attempt` (1-based): exponential with up to 50 % jitter."""
+    delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+    return delay * (1 + 0.5 * rng.random())
+
+
+def fail(
+    session: Session, held: Claim, error: Exception, rng: random.Random | None = None
+) -> Outcome:
+    """Record a failed run: back to `queued` for a retry, or `failed` / `dead` for good."""
+    job = _owned(session, held)
+    if job is None:
+        return Outcome(status=None)
+    message = f"{type(error).__name__}: {error}"
+    now = utcnow()
+    if isinstance(error, (*PERMANENT_ERRORS, PermanentJobError)):
+        _finish(job, JobStatus.FAILED, message, now)
+    elif job.attempts >= job.max_attempts:
+        _finish(job, JobStatus.DEAD, message, now)
+    else:
+        _finish(job, JobStatus.QUEUED, message, now)
+        session.commit()
+        delay = backoff(job.attempts, rng or random.Random())  # noqa: S311 - jitter only
+        logger.warning(
+            "job.retrying job_id=%s attempt=%d in=%.0fs error=%s",
+            held.job_id,
+            held.attempt,
+            delay,
+            message,
+        )
+        return Outcome(status=JobStatus.QUEUED, retry_in=delay)
+    status = job.status
+    session.commit()
+    logger.error("job.%s job_id=%s attempt=%d error=%s", status, held.job_id, held.attempt, message)
+    return Outcome(status=status)
+
+
+def run(
+    session: Session,
+    job_id: uuid.UUID,
+    provider: Provider,
+    timeout: timedelta,
+    load_material: MaterialLoader,
+) -> Outcome:
+    """One delivery of a generation job, start to finish."""
+    held = claim(session, job_id, timeout)
+    if isinstance(held, Outcome):
+        return held
+    try:
+        # Read after the claim committed: no row stays locked while storage answers.
+        material = load_material(session, held.skill_id)
+        session.rollback()
+        brief = held.skill.model_copy(update={"material": material})
+        generated = provider.generate_items(brief, held.count)
+    except AIProviderError as error:
+        return fail(session, held, error)
+    except Exception as error:  # recorded on the row; the task retries it
+        logger.exception("job.crashed job_id=%s", job_id)
+        session.rollback()
+        return fail(session, held, error)
+    return succeed(session, held, generated)

@@ -1,0 +1,69 @@
+"""OpenAI-compatible responses for tests that fake the AI provider at the HTTP layer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from app.ai.openai_compatible import OpenAICompatibleProvider
+from app.ai.resilience import CircuitBreaker, RetryPolicy
+
+AI_BASE_URL = "https://ai.test/v1"
+AI_MODEL = "test-model"
+
+
+def completion_body(content: dict[str, Any] | str) -> dict[str, Any]:
+    text = content if isinstance(content, str) else json.dumps(content)
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 80, "total_tokens": 200},
+    }
+
+
+def completion(content: dict[str, Any] | str) -> httpx.Response:
+    return httpx.Response(200, json=completion_body(content))
+
+
+def drafts(count: int, prefix: str = "Generated question") -> dict[str, Any]:
+    """A valid `generate_items` answer: alternating mcq and short-answer drafts."""
+    items: list[dict[str, Any]] = []
+    for n in range(count):
+        if n % 2 == 0:
+            items.append(
+                {
+                    "kind": "mcq",
+                    "stem": f"{prefix} {n}?",
+                    "choices": ["right", "wrong", "also wrong"],
+                    "answer_index": 0,
+                    "reference_answer": None,
+                    "rubric": [],
+                }
+            )
+        else:
+            items.append(
+                {
+                    "kind": "short_answer",
+                    "stem": f"{prefix} {n}?",
+                    "choices": [],
+                    "answer_index": None,
+                    "reference_answer": "the answer",
+                    "rubric": ["names the answer"],
+                }
+            )
+    return {"items": items}
+
+
+def http_provider(max_attempts: int = 1, base_url: str = AI_BASE_URL) -> OpenAICompatibleProvider:
+    """The real OpenAI-compatible client that never sleeps between retries."""
+    return OpenAICompatibleProvider(
+        base_url=base_url,
+        model=AI_MODEL,
+        api_key="sk-test-key",
+        retry=RetryPolicy(max_attempts=max_attempts),
+        breaker=CircuitBreaker(failure_threshold=100),
+        sleep=lambda _seconds: None,
+    )

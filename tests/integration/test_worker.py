@@ -1,0 +1,336 @@
+"""A real Celery worker on real Redis and Postgres runs generation jobs.
+
+The worker is a subprocess (`celery -A app.jobs.worker worker`, prefork like production) and
+the AI provider is a small OpenAI-compatible HTTP server in this process, so the real client
+runs in the worker and the test decides when the model "answers". Data is committed for real
+(`commits`): the worker has its own connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from apiflask import APIFlask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.auth.models import Role, User
+from app.config import Settings
+from app.content.models import Course, Item
+from app.db import get_database
+from app.jobs.models import Job, JobStatus
+from tests.ai_fakes import completion_body, drafts
+from tests.conftest import TEST_SECRET, bearer
+
+pytestmark = [pytest.mark.commits, pytest.mark.redis, pytest.mark.xdist_group("worker")]
+
+JOB_TIMEOUT_SECONDS = 4
+WAIT_SECONDS = 60
+
+
+# --- a fake OpenAI-compatible endpoint ------------------------------------------------------------
+
+
+@dataclass
+class FakeLLM:
+    """Answers chat completions with valid drafts, once `gate` is open."""
+
+    gate: threading.Event = field(default_factory=threading.Event)
+    received: threading.Event = field(default_factory=threading.Event)
+    calls: int = 0
+    url: str = ""
+
+    def answer(self) -> dict[str, Any]:
+        self.calls += 1
+        self.received.set()
+        self.gate.wait(WAIT_SECONDS)
+        return completion_body(drafts(5))
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    llm = FakeLLM()
+    llm.gate.set()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the http.server hook name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = json.dumps(llm.answer()).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:  # the worker that asked was killed
+                pass
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    llm.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield llm
+    llm.gate.set()
+    server.shutdown()
+    server.server_close()
+
+
+# --- the worker process ---------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def children(self) -> list[int]:
+        """Pids of the prefork pool's processes."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.process.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, pool included: nothing gets to clean up."""
+        with_children = [*self.children(), self.process.pid]
+        for pid in with_children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+
+@pytest.fixture
+def worker_env(
+    settings: Settings, redis_url: str, fake_llm: FakeLLM, tmp_path: Path
+) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "APP_ENV": "test",
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "AI_PROVIDER": "openai",
+        "AI_BASE_URL": fake_llm.url,
+        "AI_MODEL": "fake-model",
+        "AI_API_KEY": "sk-worker-test",
+        "JOB_TIMEOUT_SECONDS": str(JOB_TIMEOUT_SECONDS),
+        "JOB_VISIBILITY_TIMEOUT_SECONDS": "10",
+        "STORAGE_URL": f"file://{tmp_path / 'storage'}",
+    }
+
+
+@pytest.fixture
+def start_worker(
+    worker_env: dict[str, str], tmp_path: Path, db_connection: Any, redis_client: redis.Redis
+) -> Iterator[Callable[[], Worker]]:
+    """Start workers; all are killed before the database is cleaned (db_connection)."""
+    workers: list[Worker] = []
+
+    def start() -> Worker:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        command = [
+            sys.executable,
+            *("-m", "celery", "-A", "app.jobs.worker", "worker"),
+            *("--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+            *("--hostname", f"test{len(workers)}-{uuid.uuid4().hex[:6]}@%h"),
+        ]
+        with log.open("wb") as sink:
+            # cwd: a directory without a developer's .env, so only worker_env configures it.
+            process = subprocess.Popen(  # a fixed command line
+                command, cwd=tmp_path, env=worker_env, stdout=sink, stderr=subprocess.STDOUT
+            )
+        worker = Worker(process, log)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def web(settings: Settings, redis_url: str) -> Iterator[APIFlask]:
+    """The web side, queueing to the same Redis instead of running jobs in-process."""
+    app = create_app(
+        settings.model_copy(update={"jobs_eager": False, "celery_broker_url": redis_url})
+    )
+    yield app
+    get_database(app).engine.dispose()
+
+
+@pytest.fixture
+def owner_and_course(
+    make_user: Callable[..., User], make_course: Callable[..., Course]
+) -> tuple[User, Course]:
+    owner = make_user(Role.INSTRUCTOR)
+    return owner, make_course(owner)
+
+
+def create_job(web: APIFlask, owner: User, course: Course, count: int = 3) -> uuid.UUID:
+    client = web.test_client()
+    tokens = client.post(
+        "/auth/login", json={"email": owner.email, "password": "correct horse battery staple"}
+    ).get_json()
+    response = client.post(
+        f"/skills/{course.skills[0].id}/generation-jobs",
+        json={"count": count},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["status"] == "queued"
+    return uuid.UUID(response.get_json()["id"])
+
+
+def wait_for(condition: Callable[[], bool], what: str, workers: list[Worker]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    logs = "\n\n".join(worker.output() for worker in workers)
+    raise AssertionError(f"timed out waiting for {what}; worker output:\n{logs}")
+
+
+def job_row(db_session: Session, job_id: uuid.UUID) -> Job:
+    db_session.expire_all()
+    job = db_session.get(Job, job_id)
+    assert job is not None
+    return job
+
+
+def item_count(db_session: Session, job_id: uuid.UUID) -> int:
+    return (
+        db_session.scalar(
+            select(func.count()).select_from(Item).where(Item.source_job_id == job_id)
+        )
+        or 0
+    )
+
+
+def finished(db_session: Session, job_id: uuid.UUID) -> Callable[[], bool]:
+    return lambda: job_row(db_session, job_id).status.finished
+
+
+def test_a_generation_job_runs_end_to_end_on_a_worker(
+    web: APIFlask,
+    start_worker: Callable[[], Worker],
+    owner_and_course: tuple[User, Course],
+    fake_llm: FakeLLM,
+    db_session: Session,
+) -> None:
+    worker = start_worker()
+
+    job_id = create_job(web, *owner_and_course, count=3)
+    wait_for(finished(db_session, job_id), "the job to finish", [worker])
+
+    job = job_row(db_session, job_id)
+    assert (job.status, job.attempts, job.last_error) == (
+        JobStatus.SUCCEEDED,
+        1,
+        None,
+    ), worker.output()
+    assert job.result is not None
+    assert job.result["provider"] == "openai"
+    assert item_count(db_session, job_id) == 3
+    assert fake_llm.calls == 1
+
+
+def test_a_pool_process_killed_mid_task_is_redelivered_and_completes_once(
+    web: APIFlask,
+    start_worker: Callable[[], Worker],
+    owner_and_course: tuple[User, Course],
+    fake_llm: FakeLLM,
+    db_session: Session,
+) -> None:
+    worker = start_worker()
+    fake_llm.gate.clear()  # the model "thinks" until the test says otherwise
+
+    job_id = create_job(web, *owner_and_course, count=3)
+    wait_for(fake_llm.received.is_set, "the worker to call the model", [worker])
+    assert job_row(db_session, job_id).status is JobStatus.RUNNING
+    (child,) = worker.children()
+    os.kill(child, signal.SIGKILL)  # the task dies mid-call; the message was not acknowledged
+    fake_llm.gate.set()
+
+    # Redelivered at once, the task finds the job running within its deadline and looks again
+    # when it passes; then it takes the job over.
+    wait_for(finished(db_session, job_id), "the redelivered job to finish", [worker])
+
+    job = job_row(db_session, job_id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 2), worker.output()
+    assert item_count(db_session, job_id) == 3
+    time.sleep(2)  # a stray duplicate delivery would land by now
+    assert item_count(db_session, job_id) == 3
+
+
+def test_a_killed_worker_leaves_a_stuck_job_that_requeue_completes_once(
+    web: APIFlask,
+    start_worker: Callable[[], Worker],
+    owner_and_course: tuple[User, Course],
+    fake_llm: FakeLLM,
+    db_session: Session,
+) -> None:
+    first = start_worker()
+    fake_llm.gate.clear()
+    job_id = create_job(web, *owner_and_course, count=2)
+    wait_for(fake_llm.received.is_set, "the worker to call the model", [first])
+    first.kill()  # parent and pool: nobody is left to redeliver or record anything
+    fake_llm.gate.set()
+
+    job = job_row(db_session, job_id)
+    assert job.status is JobStatus.RUNNING
+    assert job.deadline_at is not None
+    wait_for(
+        lambda: str(job_id) in web.test_cli_runner().invoke(args=["jobs", "stuck"]).output,
+        "`flask jobs stuck` to list the job",
+        [first],
+    )
+
+    second = start_worker()
+    result = web.test_cli_runner().invoke(args=["jobs", "requeue", "--stuck"])
+    assert result.exit_code == 0, result.output
+    assert f"{job_id}: re-queued" in result.output
+    wait_for(finished(db_session, job_id), "the re-queued job to finish", [first, second])
+
+    job = job_row(db_session, job_id)
+    assert job.status is JobStatus.SUCCEEDED, second.output()
+    assert item_count(db_session, job_id) == 2
+    time.sleep(2)  # the original, unacknowledged message may come back: it must change nothing
+    assert item_count(db_session, job_id) == 2
+    assert job_row(db_session, job_id).status is JobStatus.SUCCEEDED
+    assert "no stuck jobs" in web.test_cli_runner().invoke(args=["jobs", "stuck"]).output
