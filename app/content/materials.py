@@ -195,17 +195,21 @@ def upload_material(
         session.commit()
     except Exception:
         session.rollback()
-        _discard(storage, material.storage_key)
+        discard_objects(storage, [material.storage_key])
         raise
     return material
 
 
-def _discard(storage: Storage, key: str) -> None:
-    try:
-        storage.delete(key)
-    except StorageError as error:
-        # The row was never written, so nothing refers to the object; an operator can remove it.
-        logger.error("material upload: orphaned object %s left in storage: %s", key, error)
+def discard_objects(storage: Storage, keys: list[str]) -> None:
+    """Remove objects no row refers to any more (an upload whose row failed, deleted skills).
+
+    Nothing refers to them, so a failure is only logged with the key for an operator.
+    """
+    for key in keys:
+        try:
+            storage.delete(key)
+        except StorageError as error:
+            logger.error("material: orphaned object %s left in storage: %s", key, error)
 
 
 def list_materials(

@@ -89,7 +89,8 @@ def update_course(course_id: uuid.UUID, body: CoursePatch) -> Any:
 @bp.doc(responses={**HIDDEN, 403: "Only the owner or an admin may delete it"})
 def delete_course(course_id: uuid.UUID) -> Any:
     """Delete a course with its skills (audited)."""
-    service.delete_course(get_session(), current(), course_id)
+    keys = service.delete_course(get_session(), current(), course_id)
+    materials.discard_objects(get_storage(), keys)
     return ""
 
 
@@ -139,7 +140,8 @@ def update_skill(skill_id: uuid.UUID, body: SkillPatch) -> Any:
 @bp.doc(responses={**HIDDEN, 403: "Only the owner or an admin may delete it"})
 def delete_skill(skill_id: uuid.UUID) -> Any:
     """Delete a skill (audited)."""
-    service.delete_skill(get_session(), current(), skill_id)
+    keys = service.delete_skill(get_session(), current(), skill_id)
+    materials.discard_objects(get_storage(), keys)
     return ""
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.audit.service import record as audit_record
 from app.auth.models import Role, User
-from app.content.models import Course, CourseStatus, Skill
+from app.content.models import Course, CourseStatus, Material, Skill
 from app.content.schemas import CourseIn, CoursePatch, CoursesQuery, SkillIn, SkillPatch
 from app.errors import Forbidden, NotFound
 from app.pagination import PageQuery, paginate
@@ -80,9 +80,12 @@ def update_course(session: Session, user: User, course_id: uuid.UUID, data: Cour
     return course
 
 
-def delete_course(session: Session, user: User, course_id: uuid.UUID) -> None:
+def delete_course(session: Session, user: User, course_id: uuid.UUID) -> list[str]:
+    """Delete a course with its skills, items and materials; returns the storage keys of the
+    deleted materials, for the caller to remove once the deletion is committed."""
     course = get_course(session, user, course_id)
     require_editor(course, user)
+    keys = _material_keys(session, Skill.course_id == course.id)
     audit_record(
         session,
         "course.deleted",
@@ -93,6 +96,7 @@ def delete_course(session: Session, user: User, course_id: uuid.UUID) -> None:
     )
     session.delete(course)
     session.commit()
+    return keys
 
 
 def list_skills(
@@ -130,11 +134,19 @@ def update_skill(session: Session, user: User, skill_id: uuid.UUID, data: SkillP
     return skill
 
 
-def delete_skill(session: Session, user: User, skill_id: uuid.UUID) -> None:
+def delete_skill(session: Session, user: User, skill_id: uuid.UUID) -> list[str]:
+    """Delete a skill with its items and materials; returns the deleted materials' storage keys."""
     skill = get_skill(session, user, skill_id)
     require_editor(skill.course, user)
+    keys = _material_keys(session, Skill.id == skill.id)
     audit_record(
         session, "skill.deleted", actor_id=user.id, target_type="skill", target_id=str(skill.id)
     )
     session.delete(skill)
     session.commit()
+    return keys
+
+
+def _material_keys(session: Session, skills: ColumnElement[bool]) -> list[str]:
+    statement = select(Material.storage_key).join(Skill, Material.skill_id == Skill.id)
+    return list(session.scalars(statement.where(skills)))

@@ -540,3 +540,24 @@ class TestMaterialContext:
         self, db_session: Session, storage: LocalStorage
     ) -> None:
         assert materials.material_context(db_session, storage, uuid.uuid4(), 1000) == ""
+
+
+@pytest.mark.parametrize("deleted", ["skill", "course"])
+def test_deleting_a_skill_or_course_removes_its_materials_from_storage(
+    client: FlaskClient,
+    course: Course,
+    headers: dict[str, str],
+    storage: LocalStorage,
+    db_session: Session,
+    deleted: str,
+) -> None:
+    skill_id = course.skills[0].id
+    for name in ("a.md", "b.txt"):
+        assert upload(client, skill_id, headers, filename=name).status_code == 201
+    assert len(stored_files(storage)) == 2
+
+    path = f"/skills/{skill_id}" if deleted == "skill" else f"/courses/{course.id}"
+    assert client.delete(path, headers=headers).status_code == 204
+
+    assert stored_files(storage) == []
+    assert db_session.scalars(select(Material)).all() == []
