@@ -1,8 +1,8 @@
 """Nox sessions: Mastery's merge gate and developer tasks.
 
 Plain `nox` (or `./noxw`, which brings its own pinned nox) runs the merge gate: lint,
-typecheck, security, unit, integration, contracts, migrations, coverage. `fmt`, `serve` and
-`lock` run only when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the
+typecheck, security, unit, integration, contracts, fuzz, migrations, coverage. `fmt`, `serve`,
+`openapi` and `lock` run only when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the
 session's tool.
 
 Every session installs exactly what is locked, with hashes, in requirements-dev.txt (runtime
@@ -36,6 +36,7 @@ nox.options.sessions = [
     "unit",
     "integration",
     "contracts",
+    "fuzz",
     "migrations",
     "coverage",
 ]
@@ -160,15 +161,57 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def contracts(session: nox.Session) -> None:
-    """Run contracts/ (prompt snapshots, respx-driven provider behaviour) with coverage of app/.
+    """Run the I/O-free contracts with coverage of app/: prompt snapshots, respx-driven provider
+    behaviour, and the committed OpenAPI document (drift, validity, error documentation).
 
-    Serial, so syrupy's unused-snapshot check sees every test in one process.
+    Serial, so syrupy's unused-snapshot check sees every test in one process. The fuzzer in
+    contracts/fuzz has its own session.
     """
     install_locked(session)
-    run_pytest_with_coverage(session, "contracts", "contracts", workers="0")
+    run_pytest_with_coverage(
+        session, "contracts", "contracts", workers="0", extra=["--ignore=contracts/fuzz"]
+    )
 
 
-def run_pytest_with_coverage(session: nox.Session, test_dir: str, name: str, workers: str) -> None:
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz every operation as every role with schemathesis, on real Postgres and Redis.
+
+    `-- --profile full` runs >= 200 examples per operation, `-- --seed N` replays a run,
+    `-- --url https://host` fuzzes a live deployment instead of the in-process app. Other
+    arguments go to pytest.
+    """
+    parser = argparse.ArgumentParser(prog="nox -s fuzz --", description=fuzz.__doc__)
+    parser.add_argument("--profile", choices=("gate", "full"), default="gate")
+    parser.add_argument("--seed", type=int, default=None, help="replay a seed")
+    parser.add_argument("--url", default=None, help="base URL of a live deployment")
+    try:
+        args, pytest_args = parser.parse_known_args(session.posargs)
+    except SystemExit as exc:
+        if exc.code:
+            session.error("invalid arguments for fuzz; see the usage above")
+        session.skip("printed help")
+    install_locked(session)
+    env = {"FUZZ_PROFILE": args.profile}
+    if args.seed is not None:
+        env["FUZZ_SEED"] = str(args.seed)
+    if args.url:
+        env["FUZZ_BASE_URL"] = args.url
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        *("-p", "tests.plugins.services", "-p", "tests.plugins.database"),
+        "contracts/fuzz",
+        *("-n", "auto", "-p", "no:randomly"),
+        *pytest_args,
+        env=env,
+    )
+
+
+def run_pytest_with_coverage(
+    session: nox.Session, test_dir: str, name: str, workers: str, extra: list[str] | None = None
+) -> None:
     """Run pytest under coverage; pytest-cov combines the workers into COVERAGE_FILE."""
     COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
     env = {"COVERAGE_FILE": str(COVERAGE_DIR / f".coverage.{name}")}
@@ -180,6 +223,7 @@ def run_pytest_with_coverage(session: nox.Session, test_dir: str, name: str, wor
         "--cov=app",
         "--cov-branch",
         "--cov-report=",
+        *(extra or []),
         *session.posargs,  # last, so `-- -n 0` or `-- -p no:randomly` override the defaults
         env=env,
     )
@@ -249,6 +293,18 @@ def serve(session: nox.Session) -> None:
         "--no-reload",
         env=env,
     )
+
+
+@nox.session(python=PYTHON, default=False)
+def openapi(session: nox.Session) -> None:
+    """Regenerate contracts/openapi/openapi.json, the committed OpenAPI document."""
+    install_locked(session)
+    target = Path("contracts/openapi/openapi.json")
+    session.run(
+        "flask", "--app", "app", "spec", "--output", str(target), env={"APP_ENV": "development"}
+    )
+    target.write_text(target.read_text().rstrip("\n") + "\n")
+    session.log(f"wrote {target}; commit it with the change that moved the API")
 
 
 @nox.session(python=PYTHON, default=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
-from app import docs_ui, errors, storage
+from app import docs_ui, errors, openapi, security, storage
 from app.ai import runtime as ai_runtime
 from app.auth import tokens
 from app.auth.decorators import SECURITY_SCHEME
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.extensions["mastery.settings"] = settings
 
     request_id.init_app(app)
+    security.init_app(app, settings)
     errors.init_app(app)
     docs_ui.init_app(app)
     Database(build_engine(settings.database_url, settings.database_pool_size)).init_app(app)
@@ -69,4 +70,5 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.register_blueprint(jobs_bp)
     app.register_blueprint(admin_bp)
     cli.init_app(app)
+    app.spec_processor(openapi.finish_spec)
     return app

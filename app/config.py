@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 AppEnv = Literal["development", "test", "staging", "production"]
+HttpsMode = Literal["redirect", "reject", "off"]
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105 - the well-known dev default production rejects
 MIN_SECRET_LENGTH = 32
@@ -42,6 +44,7 @@ class Settings(BaseSettings):
     ai_grade_budget_seconds: float = 4.0
     celery_broker_url: str | None = None
     jobs_eager: bool = False
+    job_queue: str = "mastery"
     job_timeout_seconds: int = 300
     job_max_attempts: int = 3
     job_visibility_timeout_seconds: int = 3600
@@ -54,6 +57,30 @@ class Settings(BaseSettings):
     refresh_idle_days: int = 14
     refresh_absolute_days: int = 30
     database_pool_size: int = 5
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted (hardened only).
+    proxy_hops: int = Field(1, ge=0, le=10)
+    # None (or empty): `redirect` in staging and production, `off` in development and test.
+    https_mode: HttpsMode | None = None
+
+    @field_validator("https_mode", mode="before")
+    @classmethod
+    def _empty_https_mode_is_default(cls, value: object) -> object:
+        return None if value == "" else value
+
+    # Rate limits (app/security/rate_limits.py, docs/security.md ("Rate limits")). Limits
+    # use the `limits` syntax, "N/period" joined by ";"; an empty string turns that one off.
+    ratelimit_enabled: bool = True
+    ratelimit_storage_url: str | None = None
+    ratelimit_storage_retry_seconds: float = Field(5.0, ge=0)
+    ratelimit_default: str = "300/minute"
+    ratelimit_login: str = "5/minute;20/hour"
+    ratelimit_login_account: str = "20/hour"
+    ratelimit_register: str = "5/hour"
+    ratelimit_refresh: str = "30/minute"
+    ratelimit_password_change: str = "10/hour"  # noqa: S105 - a rate, not a password
+    ratelimit_hint: str = "30/minute"
+    ratelimit_attempt: str = "120/minute"
+    ratelimit_generation: str = "10/hour"
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -62,10 +89,41 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator(
+        "ratelimit_default",
+        "ratelimit_login",
+        "ratelimit_login_account",
+        "ratelimit_register",
+        "ratelimit_refresh",
+        "ratelimit_password_change",
+        "ratelimit_hint",
+        "ratelimit_attempt",
+        "ratelimit_generation",
+    )
+    @classmethod
+    def _parse_rate_limit(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parse_many(value)  # a ValueError names the malformed part; pydantic names the field
+        return value
+
+    @property
+    def ratelimit_storage(self) -> str:
+        """Where rate-limit counters live: RATELIMIT_STORAGE_URL, else REDIS_URL, else
+        `memory://` (one count per process: development and tests only)."""
+        return self.ratelimit_storage_url or self.redis_url or "memory://"
+
     @property
     def is_hardened(self) -> bool:
         """Staging and production run with production-grade checks."""
         return self.app_env in ("staging", "production")
+
+    @property
+    def effective_https_mode(self) -> HttpsMode:
+        """What a plain-HTTP request gets: HTTPS_MODE, else the environment's default."""
+        if self.https_mode is not None:
+            return self.https_mode
+        return "redirect" if self.is_hardened else "off"
 
     @property
     def broker_url(self) -> str | None:
@@ -98,12 +156,30 @@ class Settings(BaseSettings):
             problems.append("DEBUG is on")
         if "*" in self.cors_origins:
             problems.append("CORS_ORIGINS contains the wildcard '*'")
+        if any(origin.strip().lower() == "null" for origin in self.cors_origins):
+            problems.append("CORS_ORIGINS contains 'null' (any sandboxed page sends it)")
+        if self.effective_https_mode == "off":
+            problems.append("HTTPS_MODE is off (plain HTTP would be served)")
         if self.database_url.startswith("sqlite"):
             problems.append("DATABASE_URL points at SQLite")
         if self.jobs_eager:
             problems.append("JOBS_EAGER is on (jobs would run inside web requests)")
         elif self.broker_url is None:
             problems.append("no job broker: set CELERY_BROKER_URL or REDIS_URL")
+        if not self.ratelimit_enabled:
+            problems.append("RATELIMIT_ENABLED is off")
+        elif self.ratelimit_storage.startswith("memory://"):
+            problems.append(
+                "rate limits count in process memory: set RATELIMIT_STORAGE_URL or REDIS_URL"
+            )
+        brute_force_guards = {
+            "RATELIMIT_LOGIN": self.ratelimit_login,
+            "RATELIMIT_REGISTER": self.ratelimit_register,
+            "RATELIMIT_REFRESH": self.ratelimit_refresh,
+        }
+        problems.extend(
+            f"{name} is empty" for name, value in brute_force_guards.items() if not value
+        )
         return problems
 
     def check_hardened(self) -> None:

@@ -17,10 +17,15 @@ from sqlalchemy.exc import DataError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
+from app.auth import security_log
 from app.observability.request_id import current_request_id
 
 PROBLEM_MIMETYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://mastery.example/problems/"
+# No request body of this API nests deeper than 3; 32 leaves room and bounds the work a body
+# can cause (a few hundred thousand levels fit in MAX_CONTENT_LENGTH and would overflow the
+# parser's recursion into a 500).
+MAX_JSON_DEPTH = 32
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +110,8 @@ def problem_response(
 
 
 def _from_problem_error(error: ProblemError) -> Response:
+    if error.status == 403:  # 401s are logged where they are raised, with their reason
+        security_log.failure("authz.forbidden", error.slug or "forbidden")
     return problem_response(
         error.status, error.detail, slug=error.slug, headers=error.headers, extra=error.extra
     )
@@ -158,10 +165,66 @@ def _require_json_body() -> None:
         raise UnsupportedMediaType("This operation accepts only application/json bodies.")
 
 
+class JSONTooDeep(ValueError):
+    """A JSON document nested deeper than MAX_JSON_DEPTH."""
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests arrays and objects deeper than `limit` (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+class _DepthLimitedJSON:
+    """Wraps the app's JSON provider, refusing bodies nested deeper than MAX_JSON_DEPTH."""
+
+    def __init__(self, provider: Any) -> None:
+        self._provider = provider
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._provider, name)
+
+    def loads(self, data: str | bytes, **kwargs: Any) -> Any:
+        try:
+            value = self._provider.loads(data, **kwargs)
+        except RecursionError as error:
+            raise JSONTooDeep() from error
+        # A body with no more opening brackets than the limit cannot nest past it, so most
+        # bodies skip the walk (bytes.count runs in C).
+        if isinstance(data, bytes):
+            brackets = data.count(b"[") + data.count(b"{")
+        else:
+            brackets = data.count("[") + data.count("{")
+        if brackets > MAX_JSON_DEPTH and json_depth_exceeds(value, MAX_JSON_DEPTH):
+            raise JSONTooDeep()
+        return value
+
+
 class JSONRequest(Request):
-    """Names the problem when a JSON body does not parse (Flask's default text is generic)."""
+    """Names the problem when a JSON body does not parse (Flask's default text is generic) and
+    refuses bodies nested deeper than MAX_JSON_DEPTH before any validation sees them."""
+
+    # Flask assigns the app's JSON provider to every request; the property wraps whatever it is.
+    @property
+    def json_module(self) -> Any:
+        return _DepthLimitedJSON(self.__dict__.get("_json_provider", json))
+
+    @json_module.setter
+    def json_module(self, provider: Any) -> None:
+        self._json_provider = provider
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        if isinstance(e, JSONTooDeep):
+            raise ProblemError(
+                f"The request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels.",
+                slug="json-too-deep",
+            ) from e
         raise BadRequest("The request body is not valid JSON.") from e
 
 

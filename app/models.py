@@ -1,7 +1,7 @@
 """Every mapped table, imported in one place so Alembic and tests see the whole schema."""
 
 from app.audit.models import AuditRecord
-from app.auth.models import RefreshFamily, RefreshToken, SigningKey, User
+from app.auth.models import RefreshFamily, RefreshToken, RevokedAccessToken, SigningKey, User
 from app.content.models import Course, Item, Material, Skill
 from app.db import Base
 from app.jobs.models import Job
@@ -19,6 +19,7 @@ __all__ = [
     "PracticeSession",
     "RefreshFamily",
     "RefreshToken",
+    "RevokedAccessToken",
     "SigningKey",
     "Skill",
     "SkillState",

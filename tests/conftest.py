@@ -44,6 +44,9 @@ def settings(
         redis_url=redis_url,
         storage_url=f"file://{tmp_path_factory.mktemp('storage')}",  # never ./instance
         jobs_eager=True,  # jobs run in-process; tests/integration/test_worker.py runs a worker
+        # Tests log in far more often than any client may; tests/integration/test_rate_limits.py
+        # builds its own applications with the limits on.
+        ratelimit_enabled=False,
     )
 
 

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.admin.schemas import StatsOut, UsersQuery
 from app.audit.models import AuditRecord
 from app.audit.service import record as audit_record
-from app.auth.models import RefreshFamily, Role, User
+from app.auth.models import Role, User
+from app.auth.tokens import end_all_sessions
 from app.content.models import Item, ItemStatus
 from app.db import utcnow
 from app.errors import Conflict, NotFound
@@ -90,7 +91,10 @@ def update_user(
     role: Role | None,
     is_active: bool | None,
 ) -> User:
-    """Change a user's role or active flag; deactivation also revokes every refresh family."""
+    """Change a user's role or active flag; deactivation also invalidates every token.
+
+    A role change needs no revocation: the role is read from the database on every request.
+    """
     # Lock the active admins first, always in id order, then the target: concurrent demotions
     # queue up instead of deadlocking, and two admins cannot demote each other to none.
     active_admins = session.scalars(
@@ -130,11 +134,7 @@ def update_user(
             target_type="user",
             target_id=str(user.id),
         )
-        if not is_active:
-            session.execute(
-                update(RefreshFamily)
-                .where(RefreshFamily.user_id == user.id, RefreshFamily.revoked_at.is_(None))
-                .values(revoked_at=utcnow(), revoked_reason="deactivated")
-            )
+        if not is_active:  # every token stops working; reactivation does not revive them
+            end_all_sessions(session, user, "deactivated")
     session.commit()
     return user

@@ -1,4 +1,5 @@
-"""Tables owned by auth: users, refresh-token families and their tokens, signing keys."""
+"""Tables owned by auth: users, refresh-token families and their tokens, signing keys, and the
+deny-list of revoked access tokens."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Every access and refresh token issued before this instant (microsecond precision, read
+    # from the token's `ius` claim) is rejected: set on password change and deactivation.
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RefreshFamily(Base):
@@ -76,3 +80,16 @@ class SigningKey(Base):
     encrypted_secret: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RevokedAccessToken(Base):
+    """An access token revoked before its expiry (logout), known by its JWT id.
+
+    A row is only needed until `expires_at` (the token's own `exp`): after that the signature
+    check rejects the token anyway, so expired rows are purged whenever a new one is added.
+    """
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.models import Role
 from app.auth.passwords import MAX_LENGTH, MIN_LENGTH
-from app.validation import InputModel
+from app.validation import MAX_EMAIL_LENGTH, EmailAddress, InputModel
 
 
 class StrictInput(InputModel):
@@ -17,14 +17,29 @@ class StrictInput(InputModel):
 
 
 class RegisterIn(StrictInput):
-    email: EmailStr = Field(max_length=254)
-    password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
+    email: EmailAddress = Field(max_length=MAX_EMAIL_LENGTH)
+    password: str = Field(
+        min_length=MIN_LENGTH,
+        max_length=MAX_LENGTH,
+        description=f"{MIN_LENGTH} to {MAX_LENGTH} characters; not a common password and not "
+        "derived from the e-mail address.",
+    )
     display_name: str = Field(min_length=1, max_length=100, pattern=r"\S")
 
 
 class LoginIn(StrictInput):
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=MAX_LENGTH)
+
+
+class PasswordChangeIn(StrictInput):
+    current_password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    new_password: str = Field(
+        min_length=MIN_LENGTH,
+        max_length=MAX_LENGTH,
+        description=f"{MIN_LENGTH} to {MAX_LENGTH} characters; not a common password and not "
+        "derived from the account's e-mail address.",
+    )
 
 
 class RefreshIn(StrictInput):

@@ -1,4 +1,4 @@
-"""Registration and login: plain functions over a session."""
+"""Registration, login and password change: plain functions over a session."""
 
 from __future__ import annotations
 
@@ -9,13 +9,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit.service import record as audit_record
-from app.auth import passwords, tokens
+from app.auth import passwords, security_log, tokens
 from app.auth.models import Role, User
-from app.errors import Conflict, Unauthorized
+from app.errors import Conflict, Forbidden, Unauthorized, validation_problem
 
 logger = logging.getLogger(__name__)
 
 LOGIN_FAILED = "The e-mail address or password is incorrect."
+WRONG_PASSWORD = "The current password is incorrect."  # noqa: S105 - a message, not a secret
+
+
+def check_password_policy(password: str, email: str, field: str = "password") -> None:
+    """Raise a 422 naming `field` when `password` breaks the policy (see `passwords`)."""
+    problem = passwords.policy_violation(password, email)
+    if problem is not None:
+        raise validation_problem("json", field, f"The password {problem}.")
 
 
 def normalise_email(email: str) -> str:
@@ -27,6 +35,7 @@ def register(
 ) -> User:
     """Create an account; a taken e-mail address is a 409 and leaves nothing behind."""
     email = normalise_email(email)
+    check_password_policy(password, email)
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("An account with this e-mail address already exists.", slug="email-taken")
     user = User(
@@ -67,10 +76,46 @@ def login(session: Session, email: str, password: str) -> tokens.TokenPair:
             details={"reason": reason},
         )
         session.commit()
-        logger.info("login failed: %s", reason)
+        # The account id when there is one; nothing identifying (no e-mail) when there is not.
+        security_log.failure("auth.login_failed", reason, user_id=user.id if user else None)
         raise Unauthorized(LOGIN_FAILED, slug="login-failed")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     pair = tokens.start_family(session, user)
     session.commit()
     return pair
+
+
+def change_password(session: Session, user: User, current_password: str, new_password: str) -> None:
+    """Replace the password and end every session of the account, this one included.
+
+    The new password is checked first (a 422 needs no Argon2 work and reveals nothing about
+    the current one); a wrong current password is a 403 — not a 401, which clients read as
+    "your token is bad" — and is audited like a failed login.
+    """
+    check_password_policy(new_password, user.email, "new_password")
+    if new_password == current_password:
+        raise validation_problem(
+            "json", "new_password", "The new password must differ from the current one."
+        )
+    if not passwords.verify_password(user.password_hash, current_password):
+        audit_record(
+            session,
+            "auth.password_change_failed",
+            actor_id=user.id,
+            target_type="user",
+            target_id=str(user.id),
+            details={"reason": "wrong_current_password"},
+        )
+        session.commit()
+        raise Forbidden(WRONG_PASSWORD, slug="wrong-password")
+    user.password_hash = passwords.hash_password(new_password)
+    tokens.end_all_sessions(session, user, "password_changed")
+    audit_record(
+        session,
+        "auth.password_changed",
+        actor_id=user.id,
+        target_type="user",
+        target_id=str(user.id),
+    )
+    session.commit()

@@ -4,6 +4,12 @@ Refresh tokens are single-use JWTs recorded by `jti` and grouped in a family per
 Presenting a used refresh token is treated as theft (RFC 9700 §4.14.2): the whole family is
 revoked, an audit record is written and the caller gets 401. Families also expire after
 `REFRESH_IDLE_DAYS` without use and `REFRESH_ABSOLUTE_DAYS` after the login.
+
+Access tokens are checked on every request against three revocations (one query besides the
+user's own row): their `jti` on the deny-list (logout with a bearer), their login's family
+being revoked (logout, refresh reuse, password change, deactivation), and the user's
+`tokens_valid_after` cutoff, compared with the microsecond `ius` claim because `iat` has
+whole seconds only. See docs/security.md ("Tokens and passwords").
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app
@@ -23,12 +30,17 @@ from flask_jwt_extended import (
     create_refresh_token,
     decode_token,
 )
-from flask_jwt_extended.exceptions import InvalidHeaderError
+from flask_jwt_extended.exceptions import InvalidHeaderError, JWTExtendedException
+from jwt.exceptions import PyJWTError
+from sqlalchemy import delete, exists, select, true, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.audit.service import record as audit_record
+from app.auth import security_log
 from app.auth.keys import ALGORITHM, Keyring
-from app.auth.models import RefreshFamily, RefreshToken, User
+from app.auth.models import RefreshFamily, RefreshToken, RevokedAccessToken, User
 from app.config import Settings
 from app.db import get_session, utcnow
 from app.errors import Unauthorized, problem_response
@@ -37,6 +49,11 @@ logger = logging.getLogger(__name__)
 
 ISSUER = "mastery"
 AUDIENCE = "mastery-api"
+# Issued-at in microseconds since the epoch: `iat` has whole seconds, too coarse for a cutoff
+# set in the same second as a login.
+ISSUED_CLAIM = "ius"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 _signing_secret: contextvars.ContextVar[str] = contextvars.ContextVar("signing_secret")
 
@@ -68,11 +85,39 @@ def _signing_with(secret: str) -> Iterator[None]:
         _signing_secret.reset(token)
 
 
+def micros(moment: datetime) -> int:
+    """`moment` as whole microseconds since the epoch (exact integer arithmetic)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def issued_micros(claims: dict[str, Any]) -> int | None:
+    """When a token was issued, in microseconds; a token without `ius` (minted before the
+    claim existed) counts as issued at the very start of its `iat` second, so a cutoff in the
+    same second rejects it: when unsure, reject."""
+    issued = claims.get(ISSUED_CLAIM)
+    if isinstance(issued, int) and not isinstance(issued, bool):
+        return issued
+    iat = claims.get("iat")
+    if isinstance(iat, int | float) and not isinstance(iat, bool):
+        return int(iat) * 1_000_000
+    return None
+
+
+def issued_before_cutoff(user: User, claims: dict[str, Any]) -> bool:
+    if user.tokens_valid_after is None:
+        return False
+    issued = issued_micros(claims)
+    return issued is None or issued < micros(user.tokens_valid_after)
+
+
 def issue_pair(session: Session, user: User, family: RefreshFamily) -> TokenPair:
     """Mint an access token and the family's next refresh token (recorded, not committed)."""
     config = settings()
     kid, secret = keyring().active(session)
     now = utcnow()
+    # Both tokens carry their login (`fam`), so ending the login ends its access tokens too,
+    # and the same clock reading as `iat` (seconds) and `ius` (microseconds).
+    issued = {"fam": str(family.id), "iat": now, ISSUED_CLAIM: micros(now)}
     refresh_expires = min(
         now + config.refresh_idle_ttl, family.created_at + config.refresh_absolute_ttl
     )
@@ -81,13 +126,13 @@ def issue_pair(session: Session, user: User, family: RefreshFamily) -> TokenPair
     with _signing_with(secret):
         access = create_access_token(
             identity=str(user.id),
-            additional_claims={"role": user.role.value},
+            additional_claims={"role": user.role.value, **issued},
             additional_headers=headers,
             expires_delta=config.access_token_ttl,
         )
         refresh = create_refresh_token(
             identity=str(user.id),
-            additional_claims={"fam": str(family.id), "jti": jti},
+            additional_claims={**issued, "jti": jti},
             additional_headers=headers,
             expires_delta=refresh_expires - now,
         )
@@ -106,8 +151,13 @@ def start_family(session: Session, user: User) -> TokenPair:
 def _decode_refresh(raw_token: str) -> dict[str, Any]:
     claims: dict[str, Any] = decode_token(raw_token)
     if claims.get("type") != "refresh":
+        _refresh_rejected("not_a_refresh_token", claims.get("sub"))
         raise Unauthorized("A refresh token is required.")
     return claims
+
+
+def _refresh_rejected(reason: str, user_id: object | None) -> None:
+    security_log.failure("auth.refresh_rejected", reason, user_id=user_id)
 
 
 def _revoke(family: RefreshFamily, reason: str) -> None:
@@ -121,11 +171,14 @@ def rotate(session: Session, raw_token: str) -> TokenPair:
     claims = _decode_refresh(raw_token)
     token = session.get(RefreshToken, claims["jti"], with_for_update=True)
     if token is None:
+        _refresh_rejected("not_recognised", claims.get("sub"))
         raise Unauthorized("The refresh token is not recognised.")
     family = session.get(RefreshFamily, token.family_id, with_for_update=True)
     if family is None:  # impossible while the foreign key holds; never trust it silently
+        _refresh_rejected("not_recognised", claims.get("sub"))
         raise Unauthorized("The refresh token is not recognised.")
     if family.revoked_at is not None:
+        _refresh_rejected(f"revoked:{family.revoked_reason}", family.user_id)
         raise Unauthorized("The refresh token has been revoked.", slug="refresh-token-revoked")
 
     if token.used_at is not None:
@@ -139,6 +192,7 @@ def rotate(session: Session, raw_token: str) -> TokenPair:
             details={"jti": token.jti},
         )
         session.commit()
+        _refresh_rejected("reused", family.user_id)
         logger.warning("refresh token reuse; family %s revoked", family.id)
         raise Unauthorized(
             "The refresh token was already used; every session of this login is revoked.",
@@ -155,6 +209,10 @@ def rotate(session: Session, raw_token: str) -> TokenPair:
     user = session.get(User, family.user_id)
     if user is None or not user.is_active:
         return _expire(session, family, "inactive")
+    # A login racing a password change can start a family the change did not see: its tokens
+    # still predate the cutoff.
+    if issued_before_cutoff(user, claims):
+        return _expire(session, family, "cutoff")
 
     token.used_at = now
     family.last_used_at = now
@@ -166,14 +224,73 @@ def rotate(session: Session, raw_token: str) -> TokenPair:
 def _expire(session: Session, family: RefreshFamily, reason: str) -> TokenPair:
     _revoke(family, reason)
     session.commit()
+    _refresh_rejected(f"expired:{reason}", family.user_id)
     raise Unauthorized("The login has expired; sign in again.", slug="refresh-token-expired")
 
 
-def revoke_family_of(session: Session, raw_token: str, actor: uuid.UUID | None = None) -> None:
-    """Log out: revoke the family of `raw_token` (idempotent for an already revoked family)."""
-    claims = _decode_refresh(raw_token)
+def end_all_sessions(session: Session, user: User, reason: str) -> None:
+    """Invalidate every token `user` holds: set the cutoff and revoke every refresh family.
+
+    The cutoff rejects access tokens (and refresh tokens of a family started concurrently)
+    issued before now; tokens minted afterwards carry a later `ius` and work. The caller
+    commits, together with whatever made this necessary.
+    """
+    now = utcnow()
+    user.tokens_valid_after = now
+    session.execute(
+        update(RefreshFamily)
+        .where(RefreshFamily.user_id == user.id, RefreshFamily.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+
+
+def _usable_access_claims(raw_token: str) -> dict[str, Any] | None:
+    """The claims of a valid, unexpired access token, or None for anything else."""
+    try:
+        claims: dict[str, Any] = decode_token(raw_token)
+    except (JWTExtendedException, PyJWTError):
+        return None
+    return claims if claims.get("type") == "access" else None
+
+
+def deny(session: Session, claims: dict[str, Any]) -> None:
+    """Put an access token on the deny-list until it expires, purging rows that expired.
+
+    The purge keeps the table at about one access-token lifetime of logouts; it runs on the
+    index on `expires_at`. Denying a token twice is a no-op (the caller commits).
+    """
+    now = utcnow()
+    session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at <= now))
+    values = {
+        "jti": str(claims["jti"]),
+        "expires_at": datetime.fromtimestamp(int(claims["exp"]), UTC),
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(RevokedAccessToken).values(**values).on_conflict_do_nothing())
+
+
+def logout(session: Session, raw_refresh: str, raw_access: str | None = None) -> None:
+    """End one login: revoke the family of `raw_refresh` (idempotent) and, when the caller
+    also sent its access token, deny-list that token's `jti`.
+
+    Revoking the family already stops every access token of this login (they carry `fam`);
+    the deny-list entry covers the presented token whatever its origin. An access token that
+    is expired or invalid protects nothing and is ignored; one that belongs to another account
+    than the refresh token is a 401 and nothing changes. Other logins of the same user stay
+    signed in (a password change ends them all).
+    """
+    claims = _decode_refresh(raw_refresh)
+    access = _usable_access_claims(raw_access) if raw_access else None
+    if access is not None and access.get("sub") != claims.get("sub"):
+        security_log.failure("auth.logout_rejected", "token_mismatch", user_id=claims.get("sub"))
+        raise Unauthorized(
+            "The access token and the refresh token belong to different accounts.",
+            slug="token-mismatch",
+        )
     token = session.get(RefreshToken, claims["jti"])
     if token is None:
+        security_log.failure("auth.logout_rejected", "not_recognised", user_id=claims.get("sub"))
         raise Unauthorized("The refresh token is not recognised.")
     family = token.family
     if family.revoked_at is None:
@@ -181,11 +298,39 @@ def revoke_family_of(session: Session, raw_token: str, actor: uuid.UUID | None =
         audit_record(
             session,
             "auth.logout",
-            actor_id=actor or family.user_id,
+            actor_id=family.user_id,
             target_type="refresh_family",
             target_id=str(family.id),
+            details={"access_token_denied": access is not None},
         )
-        session.commit()
+    if access is not None:
+        deny(session, access)
+    session.commit()
+
+
+def revocation_reason(session: Session, claims: dict[str, Any]) -> str | None:
+    """Why a verified access token must be refused despite its valid signature, or None."""
+    jti = claims.get("jti")
+    try:
+        family_id = uuid.UUID(str(claims["fam"])) if "fam" in claims else None
+        user_id = uuid.UUID(str(claims["sub"]))
+    except (KeyError, ValueError):
+        return "malformed_claims"
+    denied = exists().where(RevokedAccessToken.jti == jti) if isinstance(jti, str) else true()
+    family_alive = (
+        exists().where(RefreshFamily.id == family_id, RefreshFamily.revoked_at.is_(None))
+        if family_id is not None
+        else true()
+    )
+    is_denied, is_alive = session.execute(select(denied, family_alive)).one()
+    if is_denied:
+        return "deny_listed"
+    if not is_alive:
+        return "session_ended"
+    user = session.get(User, user_id)  # the user loader's own lookup then hits the identity map
+    if user is not None and issued_before_cutoff(user, claims):
+        return "before_cutoff"
+    return None
 
 
 # --- flask-jwt-extended wiring -------------------------------------------------------------------
@@ -238,22 +383,36 @@ def init_app(app: Flask, config: Settings) -> None:
         user = get_session().get(User, user_id)
         return user if user is not None and user.is_active else None
 
+    @jwt.token_in_blocklist_loader
+    def _is_revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
+        reason = revocation_reason(get_session(), claims)
+        if reason is not None:
+            security_log.failure("auth.token_rejected", reason, user_id=claims.get("sub"))
+        return reason is not None
+
+    # The reasons flask-jwt-extended passes are PyJWT's fixed messages ("Signature verification
+    # failed", "Not enough segments"): they describe the token, never quote it.
     @jwt.unauthorized_loader
     def _missing(_reason: str) -> Response:
+        security_log.failure("auth.token_rejected", "missing")
         return _unauthorized("An access token is required (Authorization: Bearer <token>).")
 
     @jwt.invalid_token_loader
-    def _invalid(_reason: str) -> Response:
+    def _invalid(reason: str) -> Response:
+        security_log.failure("auth.token_rejected", f"invalid:{reason}")
         return _unauthorized("The token is invalid.")
 
     @jwt.expired_token_loader
-    def _expired(_header: dict[str, Any], _claims: dict[str, Any]) -> Response:
+    def _expired(_header: dict[str, Any], claims: dict[str, Any]) -> Response:
+        security_log.failure("auth.token_rejected", "expired", user_id=claims.get("sub"))
         return _unauthorized("The token has expired.")
 
     @jwt.user_lookup_error_loader
-    def _unknown_user(_header: dict[str, Any], _claims: dict[str, Any]) -> Response:
+    def _unknown_user(_header: dict[str, Any], claims: dict[str, Any]) -> Response:
+        reason = "unknown_or_inactive_user"
+        security_log.failure("auth.token_rejected", reason, user_id=claims.get("sub"))
         return _unauthorized("The account behind this token is unknown or deactivated.")
 
     @jwt.revoked_token_loader
     def _revoked(_header: dict[str, Any], _claims: dict[str, Any]) -> Response:
-        return _unauthorized("The token has been revoked.")
+        return _unauthorized("The token has been revoked.")  # logged by _is_revoked

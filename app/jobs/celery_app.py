@@ -36,6 +36,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_ignore_result": True,  # the job row is the result
+        "task_default_queue": settings.job_queue,
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_soft_time_limit": settings.job_timeout_seconds,

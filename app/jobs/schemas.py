@@ -6,17 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.schemas import StrictInput
 from app.jobs.models import JobKind, JobStatus
 from app.pagination import PageQuery
+from app.validation import JSONInt
 
 MAX_GENERATED_ITEMS = 20
 
 
 class GenerationJobIn(StrictInput):
-    count: StrictInt = Field(
+    count: JSONInt = Field(
         5, ge=1, le=MAX_GENERATED_ITEMS, description="How many draft items to generate"
     )
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from app.auth.schemas import StrictInput
 from app.content.schemas import ItemPublicOut
+from app.validation import JSONInt
 
 
 class EnrollmentOut(BaseModel):
@@ -40,11 +42,25 @@ class SessionOut(BaseModel):
     estimate: EstimateOut
 
 
+# The longest answer text accepted (the same bound as the service's MAX_ANSWER_CHARS): refused
+# here, before the service, the database or an AI grader sees it.
+MAX_RESPONSE_CHARS = 2000
+
+
 class AttemptIn(StrictInput):
     item_id: uuid.UUID
-    response: StrictInt | StrictStr = Field(
+    response: JSONInt | Annotated[StrictStr, Field(max_length=MAX_RESPONSE_CHARS)] = Field(
         description="mcq: the index of the chosen choice (0-based); short_answer: the text"
     )
+
+    @field_validator("response", mode="before")
+    @classmethod
+    def _answer_not_too_long(cls, value: object) -> object:
+        # Checked before the union so the error names `response`, not one member of the union;
+        # the max_length above is what the OpenAPI document shows.
+        if isinstance(value, str) and len(value) > MAX_RESPONSE_CHARS:
+            raise ValueError(f"at most {MAX_RESPONSE_CHARS} characters")
+        return value
 
 
 class AttemptOut(BaseModel):

@@ -115,13 +115,21 @@ TABLE = [
         everyone(200),
         body=lambda w: {"refresh_token": w.tokens["refresh_token"]},
     ),
+    # The refresh token is the credential; a bearer, when sent, must be of the same account
+    # (it is deny-listed too), so a signed-in caller presenting another's login gets 401.
     Row(
         "POST",
         "/auth/logout",
-        everyone(204),
+        {"anonymous": 204, "learner": 401, "instructor": 401, "admin": 401},
         body=lambda w: {"refresh_token": w.tokens["refresh_token"]},
     ),
     Row("GET", "/auth/me", signed_in(200)),
+    Row(
+        "POST",
+        "/auth/password",
+        signed_in(204),
+        body=lambda w: {"current_password": PASSWORD, "new_password": "violet kettle ferry mosaic"},
+    ),
     Row("GET", "/courses", signed_in(200)),
     Row("POST", "/courses", authors(201), body=lambda w: {"title": "Algebra"}),
     Row(

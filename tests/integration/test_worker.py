@@ -132,10 +132,17 @@ class Worker:
 
 
 @pytest.fixture
+def job_queue() -> str:
+    """A queue of this test's own: another test run on the same Redis cannot take its tasks."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
 def worker_env(
-    settings: Settings, redis_url: str, fake_llm: FakeLLM, tmp_path: Path
+    settings: Settings, redis_url: str, fake_llm: FakeLLM, tmp_path: Path, job_queue: str
 ) -> dict[str, str]:
     return {
+        "JOB_QUEUE": job_queue,
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
         "APP_ENV": "test",
@@ -184,10 +191,12 @@ def start_worker(
 
 
 @pytest.fixture
-def web(settings: Settings, redis_url: str) -> Iterator[APIFlask]:
+def web(settings: Settings, redis_url: str, job_queue: str) -> Iterator[APIFlask]:
     """The web side, queueing to the same Redis instead of running jobs in-process."""
     app = create_app(
-        settings.model_copy(update={"jobs_eager": False, "celery_broker_url": redis_url})
+        settings.model_copy(
+            update={"jobs_eager": False, "celery_broker_url": redis_url, "job_queue": job_queue}
+        )
     )
     yield app
     get_database(app).engine.dispose()

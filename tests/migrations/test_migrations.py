@@ -33,6 +33,7 @@ EXPECTED_TABLES = {
     "attempts",
     "jobs",
     "materials",
+    "revoked_access_tokens",
 }
 
 

@@ -297,9 +297,14 @@ WORKERINPUT_KEY = "mastery_services"
 
 
 def services_needed(config: pytest.Config) -> bool:
-    """Runs whose every path argument is under tests/unit or contracts/ need no servers."""
+    """Runs whose every path argument is under tests/unit or an I/O-free contracts/ directory
+    (prompts, openapi) need no servers; contracts/fuzz drives the API on real ones."""
     root = Path(str(config.rootpath))
-    io_free = [(root / "tests" / "unit").resolve(), (root / "contracts").resolve()]
+    io_free = [
+        (root / "tests" / "unit").resolve(),
+        (root / "contracts" / "prompts").resolve(),
+        (root / "contracts" / "openapi").resolve(),
+    ]
     args = [arg.split("::", 1)[0] for arg in config.args]
     if not args:
         return True

@@ -50,6 +50,15 @@ def test_a_secure_production_configuration_starts() -> None:
         ({"database_url": "sqlite:///prod.db"}, "DATABASE_URL points at SQLite"),
         ({"jobs_eager": True}, "JOBS_EAGER is on"),
         ({"redis_url": None}, "no job broker"),
+        ({"ratelimit_enabled": False}, "RATELIMIT_ENABLED is off"),
+        (
+            {"redis_url": None, "celery_broker_url": "redis://queue/1"},
+            "rate limits count in process memory",
+        ),
+        ({"ratelimit_storage_url": "memory://"}, "rate limits count in process memory"),
+        ({"ratelimit_login": ""}, "RATELIMIT_LOGIN is empty"),
+        ({"ratelimit_register": " "}, "RATELIMIT_REGISTER is empty"),
+        ({"ratelimit_refresh": ""}, "RATELIMIT_REFRESH is empty"),
     ],
 )
 def test_hardened_environments_refuse_insecure_settings_and_name_them(
@@ -99,3 +108,33 @@ def test_the_job_broker_is_celery_broker_url_then_redis_url_and_none_when_eager(
     assert hardened().broker_url == REDIS
     assert hardened(jobs_eager=True).broker_url is None
     assert Settings(_env_file=None).broker_url is None  # development: jobs run in-process
+
+
+def test_rate_limits_count_in_ratelimit_storage_url_then_redis_url_then_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("REDIS_URL", "RATELIMIT_STORAGE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert (
+        hardened(ratelimit_storage_url="redis://limits/2").ratelimit_storage == "redis://limits/2"
+    )
+    assert hardened().ratelimit_storage == REDIS
+    assert Settings(_env_file=None).ratelimit_storage == "memory://"  # development only
+
+
+def test_a_malformed_rate_limit_is_refused_at_start_up_and_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RATELIMIT_LOGIN", "5 per fortnight")
+
+    with pytest.raises(ValueError, match="ratelimit_login"):
+        Settings(_env_file=None)
+
+
+def test_rate_limits_accept_several_windows_and_an_empty_value_turns_one_off() -> None:
+    settings = Settings(
+        _env_file=None, ratelimit_login=" 5/minute;20/hour ", ratelimit_login_account=""
+    )
+
+    assert settings.ratelimit_login == "5/minute;20/hour"
+    assert settings.ratelimit_login_account == ""

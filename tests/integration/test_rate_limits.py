@@ -1,0 +1,461 @@
+"""Rate limits on real Redis: 429s with their headers, the keys (client, user, account), the
+exempt routes, and what each route class does when Redis goes away.
+
+The shared test settings switch the limits off (the suite logs in far more often than any
+client may); every application here is built with them on, counting in this worker's own
+Redis database, which `redis_client` empties before and after each test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import Connection
+
+from app import create_app
+from app.auth.models import Role, User
+from app.config import Settings
+from app.db import get_database
+from app.security import rate_limits
+from app.security.rate_limits import OnStorageDown, get_limiter, route_limits
+from tests.conftest import PASSWORD
+from tests.plugins.services import free_port, port_open, wait_until
+
+MakeApp = Callable[..., APIFlask]
+AsUser = Callable[[User], dict[str, str]]
+
+LOOSE = "1000/minute"
+HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+
+
+@pytest.fixture
+def make_app(
+    settings: Settings, db_connection: Connection, redis_client: redis.Redis
+) -> Iterator[MakeApp]:
+    """Applications with the limits on (loose unless a test tightens one) on the test's data."""
+    apps: list[APIFlask] = []
+
+    def make(**changes: object) -> APIFlask:
+        values: dict[str, object] = {
+            "ratelimit_enabled": True,
+            "ratelimit_default": LOOSE,
+            "ratelimit_login": LOOSE,
+            "ratelimit_login_account": LOOSE,
+        }
+        values.update(changes)
+        app = create_app(settings.model_copy(update=values))
+        if db_connection.in_transaction():
+            get_database(app).bind_to_connection(db_connection)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        get_database(app).engine.dispose()
+
+
+def client_at(app: APIFlask, address: str) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def login(client: FlaskClient, email: str, password: str = PASSWORD) -> Any:
+    return client.post("/auth/login", json={"email": email, "password": password})
+
+
+def hint(client: FlaskClient, headers: dict[str, str]) -> Any:
+    return client.get(f"/sessions/{uuid.uuid4()}/items/{uuid.uuid4()}/hint", headers=headers)
+
+
+def assert_rate_limited(response: Any, limit: int) -> None:
+    assert response.status_code == 429
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == 429
+    assert body["type"].endswith("/rate-limited")
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert 1 <= int(response.headers["Retry-After"]) <= 3600
+    assert response.headers["RateLimit-Limit"] == str(limit)
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert 0 <= int(response.headers["RateLimit-Reset"]) <= 3600
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+def test_every_endpoint_in_the_limits_table_exists(
+    session_app: APIFlask, settings: Settings
+) -> None:
+    table = route_limits(settings)
+
+    assert set(table) <= set(session_app.view_functions), set(table) - set(
+        session_app.view_functions
+    )
+    assert {name for name, r in table.items() if r.on_storage_down is OnStorageDown.CLOSED} == {
+        "auth.login",
+        "auth.register",
+        "auth.refresh",
+        "auth.change_password",
+    }
+
+
+def test_the_shared_test_application_runs_without_limits(session_app: APIFlask) -> None:
+    assert get_limiter(session_app) is None
+
+
+# --- 429s and headers ----------------------------------------------------------------------------
+
+
+def test_login_answers_429_after_the_limit_with_retry_after_and_ratelimit_headers(
+    make_app: MakeApp, make_user: Callable[..., User]
+) -> None:
+    client = client_at(make_app(ratelimit_login="3/minute"), "198.51.100.1")
+    user = make_user()
+
+    answers = [
+        login(client, user.email, "wrong password" if n == 1 else PASSWORD) for n in range(3)
+    ]
+    refused = login(client, user.email)
+
+    assert [a.status_code for a in answers] == [200, 401, 200]  # failures count as well
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+    assert all(a.headers["RateLimit-Limit"] == "3" for a in answers)
+    assert all("Retry-After" not in a.headers for a in answers)
+    assert_rate_limited(refused, limit=3)
+    assert "3 per 1 minute" in refused.get_json()["detail"]
+
+
+def test_a_refused_login_is_refused_before_its_credentials_are_checked(
+    make_app: MakeApp, make_user: Callable[..., User]
+) -> None:
+    client = client_at(make_app(ratelimit_login="1/minute"), "198.51.100.2")
+    user = make_user()
+    login(client, user.email, "wrong password")
+
+    assert login(client, user.email).status_code == 429  # even the right password
+
+
+def test_logins_at_one_account_are_limited_across_client_addresses(
+    make_app: MakeApp, make_user: Callable[..., User]
+) -> None:
+    app = make_app(ratelimit_login_account="2/hour")
+    target, other = make_user(), make_user()
+
+    spread = [
+        login(client_at(app, f"203.0.113.{n}"), target.email.upper(), "guess") for n in range(3)
+    ]
+
+    assert [r.status_code for r in spread] == [401, 401, 429]
+    assert login(client_at(app, "203.0.113.9"), other.email).status_code == 200
+
+
+def test_register_is_limited_per_client(make_app: MakeApp) -> None:
+    app = make_app(ratelimit_register="2/hour")
+
+    def register(client: FlaskClient) -> int:
+        body = {"email": f"{uuid.uuid4().hex}@example.com", "password": "a long enough passphrase"}
+        response = client.post("/auth/register", json={**body, "display_name": "New"})
+        return int(response.status_code)
+
+    first = client_at(app, "198.51.100.3")
+    assert [register(first) for _ in range(3)][2] == 429
+    assert register(client_at(app, "198.51.100.4")) != 429
+
+
+def test_refresh_is_limited_per_client(make_app: MakeApp) -> None:
+    client = client_at(make_app(ratelimit_refresh="2/minute"), "198.51.100.5")
+    body = {"refresh_token": "not-a-token"}
+
+    answers = [client.post("/auth/refresh", json=body).status_code for _ in range(3)]
+
+    assert answers == [401, 401, 429]
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def test_ai_routes_count_per_user_across_clients_and_never_share_a_bucket_between_users(
+    make_app: MakeApp, make_user: Callable[..., User], as_user: AsUser
+) -> None:
+    app = make_app(ratelimit_hint="2/minute")
+    alice, bob = as_user(make_user()), as_user(make_user())
+    laptop, phone = client_at(app, "198.51.100.10"), client_at(app, "198.51.100.11")
+
+    used = [hint(laptop, alice).status_code, hint(phone, alice).status_code]
+
+    assert used == [404, 404]  # counted, then answered by the route itself
+    assert_rate_limited(hint(laptop, alice), limit=2)
+    assert hint(phone, alice).status_code == 429  # another client of the same user
+    assert hint(laptop, bob).status_code == 404  # another user from the same client
+
+
+def test_a_bad_token_on_a_per_user_route_still_gets_the_routes_own_401(
+    make_app: MakeApp,
+) -> None:
+    client = client_at(make_app(ratelimit_hint="5/minute"), "198.51.100.12")
+
+    for token in ("garbage", "a.b.c", ""):
+        response = hint(client, {"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+        assert response.mimetype == "application/problem+json"
+
+
+def test_a_forged_token_cannot_spend_another_users_budget(
+    make_app: MakeApp, make_user: Callable[..., User], as_user: AsUser
+) -> None:
+    app = make_app(ratelimit_hint="1/minute")
+    victim = make_user()
+    header, payload, _ = as_user(victim)["Authorization"].removeprefix("Bearer ").split(".")
+    forged = {"Authorization": f"Bearer {header}.{payload}.forgedsignature"}
+    client = client_at(app, "198.51.100.13")
+
+    assert hint(client, forged).status_code == 401
+    assert hint(client_at(app, "198.51.100.14"), as_user(victim)).status_code == 404
+
+
+def test_generation_jobs_are_limited_per_user(
+    make_app: MakeApp, make_user: Callable[..., User], as_user: AsUser
+) -> None:
+    client = client_at(make_app(ratelimit_generation="1/hour"), "198.51.100.15")
+    instructor = as_user(make_user(Role.INSTRUCTOR))
+    path = f"/skills/{uuid.uuid4()}/generation-jobs"
+
+    assert client.post(path, json={"count": 1}, headers=instructor).status_code == 404
+    assert client.post(path, json={"count": 1}, headers=instructor).status_code == 429
+
+
+def test_password_changes_are_limited_per_user(
+    make_app: MakeApp, make_user: Callable[..., User], as_user: AsUser
+) -> None:
+    client = client_at(make_app(ratelimit_password_change="1/hour"), "198.51.100.16")
+    headers = as_user(make_user())
+    wrong = {"current_password": "not the password at all", "new_password": "gentle otter 4 lamps"}
+
+    assert client.post("/auth/password", json=wrong, headers=headers).status_code == 403
+    assert_rate_limited(client.post("/auth/password", json=wrong, headers=headers), limit=1)
+
+
+def test_the_default_limit_counts_per_client_across_routes(
+    make_app: MakeApp, make_user: Callable[..., User], as_user: AsUser
+) -> None:
+    app = make_app(ratelimit_default="3/minute")
+    headers = as_user(make_user())
+    first = client_at(app, "198.51.100.20")
+
+    answers = [first.get(path, headers=headers) for path in ("/courses", "/auth/me", "/courses")]
+
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+    assert_rate_limited(first.get("/me/progress", headers=headers), limit=3)
+    assert client_at(app, "198.51.100.21").get("/courses", headers=headers).status_code == 200
+
+
+def test_an_ipv6_client_is_counted_by_its_64_prefix(make_app: MakeApp) -> None:
+    app = make_app(ratelimit_default="1/minute")
+
+    assert client_at(app, "2001:db8:1:2::1").get("/auth/me").status_code == 401
+    assert client_at(app, "2001:db8:1:2::ffff").get("/auth/me").status_code == 429
+    assert client_at(app, "2001:db8:1:3::1").get("/auth/me").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json", "/docs"])
+def test_probes_and_the_api_description_are_never_limited(make_app: MakeApp, path: str) -> None:
+    client = client_at(make_app(ratelimit_default="1/minute"), "198.51.100.30")
+    client.get("/auth/me")  # the client's whole budget
+
+    answers = [client.get(path) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert not any(name in a.headers for a in answers for name in HEADERS)
+    assert client.get("/auth/me").status_code == 429
+
+
+# --- Redis down ----------------------------------------------------------------------------------
+
+
+class _Relay:
+    """A TCP relay to a Redis server; closing it is an outage as the application sees it."""
+
+    def __init__(self, target: tuple[str, int], port: int) -> None:
+        self._target = target
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for sock in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):  # shutdown wakes the thread blocked in accept()
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class KillableRedis:
+    """A Redis only this test uses, so stopping it leaves the shared one alone: a throwaway
+    `redis-server` when the binary is installed, else a relay to the discovered server (CI
+    runs Redis as a service container and has no binary)."""
+
+    def __init__(self, shared_url: str) -> None:
+        self.port = free_port()
+        self._binary = shutil.which("redis-server")
+        shared = redis.Redis.from_url(shared_url).connection_pool.connection_kwargs
+        self._shared = (str(shared.get("host", "127.0.0.1")), int(shared.get("port", 6379)))
+        self._db = 0 if self._binary else int(shared.get("db", 0))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._relay: _Relay | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/{self._db}"
+
+    def start(self) -> None:
+        if self._binary:
+            self._process = subprocess.Popen(
+                [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", *NO_PERSISTENCE],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        else:
+            self._relay = _Relay(self._shared, self.port)
+        wait_until(lambda: port_open("127.0.0.1", self.port), 10, "the test's redis to listen")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+            self._process = None
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+
+@pytest.fixture
+def killable_redis(redis_url: str) -> Iterator[KillableRedis]:
+    server = KillableRedis(redis_url)
+    server.start()
+    yield server
+    server.stop()
+
+
+def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == rate_limits.__name__
+        and r.levelno == logging.WARNING
+        and "storage unavailable" in r.getMessage()
+    ]
+
+
+def test_with_redis_down_auth_fails_closed_and_everything_else_fails_open(
+    make_app: MakeApp,
+    make_user: Callable[..., User],
+    as_user: AsUser,
+    killable_redis: KillableRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(ratelimit_storage_url=killable_redis.url, ratelimit_storage_retry_seconds=0.0)
+    client = client_at(app, "198.51.100.40")
+    user = make_user()
+    headers = as_user(user)
+    assert login(client, user.email).status_code == 200
+    assert client.get("/courses", headers=headers).status_code == 200
+    before = rate_limits.storage_unavailable_counts()
+
+    killable_redis.stop()
+    caplog.set_level(logging.WARNING, logger=rate_limits.__name__)
+    refused = login(client, user.email)
+    read = client.get("/courses", headers=headers)
+    practice = hint(client, headers)
+    registered = client.post("/auth/register", json={})
+
+    assert refused.status_code == 503
+    assert refused.mimetype == "application/problem+json"
+    assert refused.get_json()["type"].endswith("/rate-limit-unavailable")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert registered.status_code == 503
+    assert read.status_code == 200
+    assert practice.status_code == 404  # through to the route, unlimited
+    assert not any(name in read.headers for name in HEADERS)
+
+    after = rate_limits.storage_unavailable_counts()
+    assert after.get("closed", 0) - before.get("closed", 0) == 2
+    assert after.get("open", 0) - before.get("open", 0) == 2
+    logged = outage_warnings(caplog)
+    assert len(logged) == 4  # every request tried Redis (no retry interval here)
+    first = logged[0].getMessage()
+    assert "failing closed for POST auth.login" in first
+    assert refused.get_json()["request_id"] in first
+    assert "failing open for GET content.list_courses" in logged[1].getMessage()
+    assert not any(PASSWORD in r.getMessage() or user.email in r.getMessage() for r in logged)
+
+
+def test_limits_count_again_once_redis_is_back(
+    make_app: MakeApp, make_user: Callable[..., User], killable_redis: KillableRedis
+) -> None:
+    app = make_app(
+        ratelimit_storage_url=killable_redis.url,
+        ratelimit_storage_retry_seconds=0.0,
+        ratelimit_login="2/minute",
+    )
+    client = client_at(app, "198.51.100.41")
+    user = make_user()
+    killable_redis.stop()
+    assert login(client, user.email).status_code == 503
+
+    killable_redis.start()
+
+    assert [login(client, user.email).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_after_a_failure_redis_is_left_alone_for_the_retry_interval(
+    make_app: MakeApp,
+    make_user: Callable[..., User],
+    killable_redis: KillableRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(ratelimit_storage_url=killable_redis.url, ratelimit_storage_retry_seconds=60.0)
+    client = client_at(app, "198.51.100.42")
+    user = make_user()
+    killable_redis.stop()
+    caplog.set_level(logging.WARNING, logger=rate_limits.__name__)
+
+    first, second = login(client, user.email), login(client, user.email)
+    killable_redis.start()
+    third = login(client, user.email)
+
+    assert [first.status_code, second.status_code, third.status_code] == [503, 503, 503]
+    assert third.headers["Retry-After"] == "60"
+    assert len(outage_warnings(caplog)) == 1  # one line per failure, not per request
