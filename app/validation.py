@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -81,10 +81,22 @@ def _document_no_nul(schema: dict[str, Any]) -> None:
                 option["pattern"] = NOT_BLANK_NO_NUL
 
 
-class InputModel(BaseModel):
-    """Base of request bodies and query strings: unknown fields and NUL characters refused."""
+def _input_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    _document_no_nul(schema)
+    examples = getattr(model, "EXAMPLES", ())
+    if examples:
+        schema["examples"] = list(examples)
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_no_nul)
+
+class InputModel(BaseModel):
+    """Base of request bodies and query strings: unknown fields and NUL characters refused.
+
+    A subclass may set `EXAMPLES` (whole, valid bodies): they become the schema's `examples`,
+    shown in /docs and sent by the fuzzer's explicit phase.
+    """
+
+    EXAMPLES: ClassVar[tuple[dict[str, Any], ...]] = ()
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_input_schema)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -92,9 +104,9 @@ class InputModel(BaseModel):
         return _reject_nul(value)
 
 
-def _patch_schema(schema: dict[str, Any]) -> None:
+def _patch_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
     """Document what `PatchInput` enforces: one field at least, and `null` for none of them."""
-    _document_no_nul(schema)
+    _input_schema(schema, model)
     schema["minProperties"] = 1
     for prop in schema.get("properties", {}).values():
         options = prop.get("anyOf")

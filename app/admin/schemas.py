@@ -11,6 +11,8 @@ from app.validation import PatchInput
 
 
 class UserPatchIn(PatchInput):
+    EXAMPLES = ({"role": "instructor"}, {"is_active": False})
+
     role: Role | None = None
     is_active: bool | None = None
 

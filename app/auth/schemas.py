@@ -17,6 +17,14 @@ class StrictInput(InputModel):
 
 
 class RegisterIn(StrictInput):
+    EXAMPLES = (
+        {
+            "email": "ada@example.com",
+            "password": "correct horse battery staple",
+            "display_name": "Ada",
+        },
+    )
+
     email: EmailAddress = Field(max_length=MAX_EMAIL_LENGTH)
     password: str = Field(
         min_length=MIN_LENGTH,
@@ -28,11 +36,20 @@ class RegisterIn(StrictInput):
 
 
 class LoginIn(StrictInput):
+    EXAMPLES = ({"email": "ada@example.com", "password": "correct horse battery staple"},)
+
     email: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=MAX_LENGTH)
 
 
 class PasswordChangeIn(StrictInput):
+    EXAMPLES = (
+        {
+            "current_password": "correct horse battery staple",
+            "new_password": "gentle otter lamps by the river",
+        },
+    )
+
     current_password: str = Field(min_length=1, max_length=MAX_LENGTH)
     new_password: str = Field(
         min_length=MIN_LENGTH,
@@ -43,6 +60,8 @@ class PasswordChangeIn(StrictInput):
 
 
 class RefreshIn(StrictInput):
+    EXAMPLES = ({"refresh_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"},)
+
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 

@@ -20,11 +20,15 @@ Description = Field(default="", max_length=5000)
 
 
 class CourseIn(StrictInput):
+    EXAMPLES = ({"title": "Fractions", "description": "Parts of a whole, from halves to ratios."},)
+
     title: str = Title
     description: str = Description
 
 
 class CoursePatch(PatchInput):
+    EXAMPLES = ({"status": "published"}, {"title": "Fractions and decimals"})
+
     title: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
     description: str | None = Field(None, max_length=5000)
     status: CourseStatus | None = None
@@ -55,11 +59,15 @@ class CoursePage(BaseModel):
 
 
 class SkillIn(StrictInput):
+    EXAMPLES = ({"name": "Adding fractions", "description": "Same and different denominators."},)
+
     name: str = Title
     description: str = Description
 
 
 class SkillPatch(PatchInput):
+    EXAMPLES = ({"description": "Same and different denominators, with mixed numbers."},)
+
     name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
     description: str | None = Field(None, max_length=5000)
 
@@ -88,6 +96,22 @@ class ChoiceIn(StrictInput):
 class ItemIn(StrictInput):
     """A new item. `mcq` needs 2-8 choices with exactly one correct; `short_answer` needs a
     reference answer and a rubric."""
+
+    EXAMPLES = (
+        {
+            "kind": "mcq",
+            "prompt": "What is 1/2 + 1/4?",
+            "choices": [{"text": "3/4", "correct": True}, {"text": "2/6"}, {"text": "1/8"}],
+            "a": 1.2,
+            "b": -0.5,
+        },
+        {
+            "kind": "short_answer",
+            "prompt": "Why do fractions need a common denominator before adding?",
+            "reference_answer": "Only parts of the same size can be counted together.",
+            "rubric": "mentions parts of equal size\nmentions counting or adding the parts",
+        },
+    )
 
     kind: ItemKind
     prompt: str = Field(min_length=1, max_length=5000, pattern=r"\S")
@@ -125,6 +149,8 @@ def check_item_fields(
 
 class ItemPatch(PatchInput):
     """Edits. On a published item only `status: retired` is accepted (scoring is frozen)."""
+
+    EXAMPLES = ({"prompt": "What is 1/2 + 1/4? Simplify."}, {"status": "retired"})
 
     prompt: str | None = Field(None, min_length=1, max_length=5000, pattern=r"\S")
     choices: list[ChoiceIn] | None = Field(None, min_length=2, max_length=8)

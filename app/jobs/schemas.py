@@ -17,6 +17,8 @@ MAX_GENERATED_ITEMS = 20
 
 
 class GenerationJobIn(StrictInput):
+    EXAMPLES = ({"count": 5},)
+
     count: JSONInt = Field(
         5, ge=1, le=MAX_GENERATED_ITEMS, description="How many draft items to generate"
     )

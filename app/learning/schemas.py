@@ -23,6 +23,8 @@ class EnrollmentOut(BaseModel):
 
 
 class SessionIn(StrictInput):
+    EXAMPLES = ({"skill_id": "3f1c2b9e-8d4a-4f6b-9c1e-2a7d5b8e0f13"},)
+
     skill_id: uuid.UUID
 
 
@@ -48,6 +50,8 @@ MAX_RESPONSE_CHARS = 2000
 
 
 class AttemptIn(StrictInput):
+    EXAMPLES = ({"item_id": "9b2e4c1a-7f3d-4e8b-a6c5-1d0f2e3a4b5c", "response": 0},)
+
     item_id: uuid.UUID
     response: JSONInt | Annotated[StrictStr, Field(max_length=MAX_RESPONSE_CHARS)] = Field(
         description="mcq: the index of the chosen choice (0-based); short_answer: the text"

@@ -1,9 +1,13 @@
 """Fixtures of the fuzzer: the application on real Postgres and Redis, and a user per role.
 
-Loaded with the harness plugins (`-p tests.plugins.services -p tests.plugins.database`, as
-`nox -s fuzz` does), so the database is a migrated per-worker clone and every test's writes
-roll back. `FUZZ_BASE_URL` points the same tests at a live deployment instead (see
-`test_api.py`).
+In process (the default) the harness plugins are loaded (`-p tests.plugins.services -p
+tests.plugins.database`, as `nox -s fuzz` does): the database is a migrated per-worker clone,
+every test's writes roll back, and each test gets fresh accounts made in the database.
+
+Against a live deployment (`FUZZ_BASE_URL`, `nox -s fuzz -- --url URL`) nothing local is
+used: one fresh account per role is registered through the API for the whole run, and
+instructor and admin accounts are promoted by the admin named in `FUZZ_ADMIN_EMAIL` /
+`FUZZ_ADMIN_PASSWORD`.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 from apiflask import APIFlask
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app import create_app
@@ -32,11 +37,15 @@ BASE_URL = os.environ.get("FUZZ_BASE_URL", "").rstrip("/")
 
 @dataclass(frozen=True)
 class Caller:
-    """Who the fuzzer is this run: a role and, unless anonymous, a fresh account."""
+    """Who the fuzzer is this test: a role and, unless anonymous, a fresh account."""
 
     role: str
     email: str | None = None
     password: str = PASSWORD
+
+
+def fresh_email(role: str) -> str:
+    return f"fuzz-{role}-{uuid.uuid4().hex[:12]}@fuzz.mastery.test"
 
 
 @pytest.fixture(scope="session")
@@ -63,23 +72,71 @@ def fuzz_session_app(fuzz_settings: Settings) -> Iterator[APIFlask]:
 
 
 @pytest.fixture
-def fuzz_app(fuzz_session_app: APIFlask, db_connection: Connection) -> Iterator[APIFlask]:
-    """Every request of one test runs inside the test's transaction (rolled back after)."""
-    database = get_database(fuzz_session_app)
-    database.bind_to_connection(db_connection)
-    fuzz_session_app.extensions["mastery.keyring"].clear_cache()
-    yield fuzz_session_app
+def fuzz_app(request: pytest.FixtureRequest) -> Iterator[APIFlask | None]:
+    """In process: every request of one test runs inside the test's transaction (rolled back
+    after). Live: None."""
+    if BASE_URL:
+        yield None
+        return
+    app: APIFlask = request.getfixturevalue("fuzz_session_app")
+    database = get_database(app)
+    database.bind_to_connection(request.getfixturevalue("db_connection"))
+    app.extensions["mastery.keyring"].clear_cache()
+    yield app
     database.bind_to_engine()
 
 
+@pytest.fixture(scope="session")
+def live_callers() -> dict[str, Caller]:
+    """One account per role on the live target, for the whole run (its login and register
+    limits would not allow one per test)."""
+    admin_email = os.environ.get("FUZZ_ADMIN_EMAIL")
+    admin_password = os.environ.get("FUZZ_ADMIN_PASSWORD")
+    if not admin_email or not admin_password:
+        pytest.fail(
+            "fuzzing a live deployment needs an admin to promote the fuzzer's instructor and "
+            "admin accounts: set FUZZ_ADMIN_EMAIL and FUZZ_ADMIN_PASSWORD",
+            pytrace=False,
+        )
+    with httpx.Client(base_url=BASE_URL, timeout=30) as http:
+        admin = _live_token(http, admin_email, admin_password)
+        callers = {"anonymous": Caller("anonymous")}
+        for role in ROLES[1:]:
+            email = fresh_email(role)
+            body = {"email": email, "password": PASSWORD, "display_name": f"Fuzz {role}"}
+            created = http.post("/auth/register", json=body)
+            assert created.status_code == 201, created.text
+            if role != "learner":
+                promoted = http.patch(
+                    f"/admin/users/{created.json()['id']}",
+                    json={"role": role},
+                    headers={"Authorization": f"Bearer {admin}"},
+                )
+                assert promoted.status_code == 200, promoted.text
+            callers[role] = Caller(role, email)
+    return callers
+
+
+def _live_token(http: httpx.Client, email: str, password: str) -> str:
+    response = http.post("/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, f"login as {email} failed: {response.text}"
+    token: str = response.json()["access_token"]
+    return token
+
+
 @pytest.fixture(params=ROLES)
-def caller(request: pytest.FixtureRequest, db_connection: Connection) -> Caller:
-    """A fresh account of the role (created in the database; via the API on a live target)."""
+def caller(request: pytest.FixtureRequest) -> Caller:
+    """A fresh account of the role (in the test's transaction; on a live target, per run)."""
     role: str = request.param
-    if role == "anonymous" or BASE_URL:
+    if BASE_URL:
+        callers: dict[str, Caller] = request.getfixturevalue("live_callers")
+        return callers[role]
+    if role == "anonymous":
         return Caller(role)
-    session = Session(bind=db_connection, join_transaction_mode="create_savepoint")
-    email = f"fuzz-{role}-{uuid.uuid4().hex[:12]}@example.com"
+    session = Session(
+        bind=request.getfixturevalue("db_connection"), join_transaction_mode="create_savepoint"
+    )
+    email = fresh_email(role)
     session.add(
         User(
             email=email,
@@ -91,3 +148,10 @@ def caller(request: pytest.FixtureRequest, db_connection: Connection) -> Caller:
     session.commit()
     session.close()
     return Caller(role, email)
+
+
+def live_login(caller: Caller) -> Any:
+    """An access token for `caller` from the live target."""
+    assert caller.email is not None
+    with httpx.Client(base_url=BASE_URL, timeout=30) as http:
+        return _live_token(http, caller.email, caller.password)

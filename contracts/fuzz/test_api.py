@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import schemathesis
@@ -29,7 +29,7 @@ from schemathesis.auths import AuthContext
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.pagination import encode_cursor
-from contracts.fuzz.conftest import BASE_URL, Caller
+from contracts.fuzz.conftest import BASE_URL, Caller, live_login
 
 DOCUMENT = Path(__file__).parents[1] / "openapi" / "openapi.json"
 PROFILES = {"gate": 12, "full": 200}
@@ -60,21 +60,23 @@ class Target:
     app: APIFlask | None = None
     caller: Caller | None = None
     token: str | None = None
+    live_tokens: ClassVar[dict[str, str]] = {}  # live targets: one login per role for the whole run
 
     @classmethod
     def access_token(cls) -> str | None:
-        """Log the caller in once per test (through the API, like any client)."""
-        if cls.caller is None or cls.caller.email is None:
+        """Log the caller in (through the API, like any client) once per test, or per run."""
+        caller = cls.caller
+        if caller is None or caller.email is None:
             return None
+        if cls.app is None:
+            if caller.email not in cls.live_tokens:
+                cls.live_tokens[caller.email] = live_login(caller)
+            return cls.live_tokens[caller.email]
         if cls.token is None:
-            body = {"email": cls.caller.email, "password": cls.caller.password}
-            if cls.app is not None:
-                response = cls.app.test_client().post("/auth/login", json=body)
-                cls.token = response.get_json()["access_token"]
-            else:  # pragma: no cover - live targets only
-                import httpx
-
-                cls.token = httpx.post(f"{BASE_URL}/auth/login", json=body).json()["access_token"]
+            body = {"email": caller.email, "password": caller.password}
+            cls.token = (
+                cls.app.test_client().post("/auth/login", json=body).get_json()["access_token"]
+            )
         return cls.token
 
 
@@ -107,7 +109,7 @@ def map_query(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | No
     return query
 
 
-if BASE_URL:  # pragma: no cover - live targets only
+if BASE_URL:
     schema.config.update(base_url=BASE_URL)
 else:
     schema.app = dispatch
@@ -126,8 +128,8 @@ class RoleAuth:
 
 
 @pytest.fixture(autouse=True)
-def target(fuzz_app: APIFlask, caller: Caller) -> Iterator[None]:
-    Target.app = None if BASE_URL else fuzz_app
+def target(fuzz_app: APIFlask | None, caller: Caller) -> Iterator[None]:
+    Target.app = fuzz_app
     Target.caller, Target.token = caller, None
     yield
     Target.app = Target.caller = Target.token = None

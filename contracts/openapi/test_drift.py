@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 
 from app import create_app
 from app.config import Settings
+from app.validation import InputModel
 
 COMMITTED = Path(__file__).parent / "openapi.json"
 
@@ -54,3 +55,28 @@ def test_every_operation_documents_its_errors_as_problem_json() -> None:
                 assert "401" in responses, where
             if any(p["in"] == "path" for p in operation.get("parameters", [])):
                 assert "404" in responses, where
+
+
+def _input_models() -> dict[str, type[InputModel]]:
+    found: dict[str, type[InputModel]] = {}
+    pending: list[type[InputModel]] = [InputModel]
+    while pending:
+        model = pending.pop()
+        found[model.__name__] = model
+        pending.extend(model.__subclasses__())
+    return found
+
+
+def test_every_json_request_body_has_examples_that_the_api_accepts() -> None:
+    spec = served_spec()
+    models = _input_models()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" not in content:
+                continue
+            name = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+            examples = spec["components"]["schemas"][name].get("examples")
+            assert examples, f"{method.upper()} {path}: {name} has no examples"
+            for example in examples:
+                models[name].model_validate(example)  # raises if an example is invalid
