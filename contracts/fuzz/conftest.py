@@ -12,10 +12,14 @@ instructor and admin accounts are promoted by the admin named in `FUZZ_ADMIN_EMA
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +37,39 @@ FUZZ_SECRET = "fuzz-secret-key-that-is-long-enough-0123456789"
 PASSWORD = "fuzzing passphrase that is long"  # a throwaway test credential
 ROLES = ("anonymous", "learner", "instructor", "admin")
 BASE_URL = os.environ.get("FUZZ_BASE_URL", "").rstrip("/")
+REPORT_DIR = Path("reports/fuzz")
+# Requests sent, by "METHOD /path" (filled by test_api.py's after_call hook), for the summary.
+CALLS: Counter[str] = Counter()
+STARTED = pytest.StashKey[float]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        REPORT_DIR.mkdir(parents=True, exist_ok=True)
+        for stale in REPORT_DIR.glob("calls-*.json"):
+            stale.unlink()
+        config.stash[STARTED] = time.monotonic()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "main")
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    (REPORT_DIR / f"calls-{worker}.json").write_text(json.dumps(dict(CALLS)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if hasattr(terminalreporter.config, "workerinput"):
+        return
+    calls: Counter[str] = Counter()
+    for part in REPORT_DIR.glob("calls-*.json"):
+        calls.update(json.loads(part.read_text()))
+    started = terminalreporter.config.stash.get(STARTED, time.monotonic())
+    profile = os.environ.get("FUZZ_PROFILE", "gate")
+    terminalreporter.write_line(
+        f"fuzz: {sum(calls.values())} requests to {len(calls)} operations "
+        f"(profile {profile}, seed {os.environ.get('FUZZ_SEED', 'default')}) "
+        f"in {time.monotonic() - started:.0f} s"
+    )
 
 
 @dataclass(frozen=True)
