@@ -1,8 +1,8 @@
 """Nox sessions: Mastery's merge gate and developer tasks.
 
 Plain `nox` (or `./noxw`, which brings its own pinned nox) runs the merge gate: lint,
-typecheck, security, unit, integration, contracts, fuzz, migrations, coverage. `fmt`, `serve`,
-`openapi` and `lock` run only when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the
+typecheck, security, unit, integration, contracts, fuzz, alerts, migrations, coverage. `fmt`,
+`serve`, `openapi`, `lock` and `alert-drill` run only when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the
 session's tool.
 
 Every session installs exactly what is locked, with hashes, in requirements-dev.txt (runtime
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,6 +38,7 @@ nox.options.sessions = [
     "integration",
     "contracts",
     "fuzz",
+    "alerts",
     "migrations",
     "coverage",
 ]
@@ -207,6 +209,73 @@ def fuzz(session: nox.Session) -> None:
         *pytest_args,
         env=env,
     )
+
+
+ALERTING_INSTALL = "apt-get install prometheus prometheus-alertmanager"
+PROMETHEUS_DIR = Path("ops/prometheus")
+ALERTMANAGER_CONFIG = Path("ops/alertmanager/alertmanager.yml")
+
+
+def prometheus_files(pattern: str) -> list[str]:
+    """The files under ops/prometheus matching `pattern`; an empty match is an error."""
+    files = sorted(str(path) for path in PROMETHEUS_DIR.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no files match {PROMETHEUS_DIR / pattern}")
+    return files
+
+
+@nox.session(python=False)
+def alerts(session: nox.Session) -> None:
+    """Check the Prometheus config and rules, run the `promtool test rules` unit tests of every
+    alert, and check the Alertmanager config (with amtool when it is installed).
+
+    Needs promtool (Debian: `apt-get install prometheus prometheus-alertmanager`; .ci/run
+    installs them). Without promtool the session fails: it never skips.
+    """
+    if shutil.which("promtool") is None:
+        session.error(
+            "promtool is not installed, so the alert rules cannot be checked. "
+            f"Install it with `{ALERTING_INSTALL}` (Debian/Ubuntu, as root) or put a Prometheus "
+            "release's promtool on PATH"
+        )
+    session.run("promtool", "--version", external=True)
+    session.run(
+        "promtool", "check", "config", str(PROMETHEUS_DIR / "prometheus.yml"), external=True
+    )
+    session.run("promtool", "check", "rules", *prometheus_files("rules/*.yml"), external=True)
+    session.run("promtool", "test", "rules", *prometheus_files("tests/*.yml"), external=True)
+    if shutil.which("amtool") is None:
+        session.warn(
+            f"amtool is not installed: {ALERTMANAGER_CONFIG} was not checked "
+            f"(`{ALERTING_INSTALL}` provides it)"
+        )
+        return
+    session.run("amtool", "check-config", str(ALERTMANAGER_CONFIG), external=True)
+
+
+@nox.session(name="alert-drill", python=PYTHON, default=False)
+def alert_drill(session: nox.Session) -> None:
+    """Live alert drill on loopback: the platform (gunicorn, 2 workers, a scratch Postgres
+    database, DRILL_TOKEN set), Prometheus and Alertmanager from the Debian packages, and a
+    webhook receiver. Fails the platform on purpose until High5xxRatio reaches the receiver
+    (within 120 s), checks that it resolves, then runs every dashboard query and requires data.
+
+    Needs `prometheus`, `prometheus-alertmanager` and `redis-server` on PATH and a Postgres
+    server (DRILL_DATABASE_URL, else TEST_DATABASE_URL, else postgres@127.0.0.1:5432). The
+    drill's copy of the rules has every `for:` cut to 10 s; see ops/drill/alert_drill.py.
+    `-- --keep` keeps the working directory (configs, logs) for a look afterwards.
+    """
+    missing = [
+        binary
+        for binary in ("prometheus", "prometheus-alertmanager", "redis-server")
+        if shutil.which(binary) is None
+    ]
+    if missing:
+        session.error(
+            f"{', '.join(missing)} not installed: `{ALERTING_INSTALL} redis-server` (as root)"
+        )
+    install_locked(session)
+    session.run("python", "ops/drill/alert_drill.py", *session.posargs)
 
 
 def run_pytest_with_coverage(

@@ -14,7 +14,9 @@ from app.auth.decorators import SECURITY_SCHEME
 from app.config import Settings
 from app.db import Database, build_engine
 from app.jobs import celery_app
-from app.observability import request_id
+from app.observability import drill
+from app.observability import logging as observability_logging
+from app.observability import metrics, request_id, sentry
 
 __version__ = "0.1.0"
 
@@ -46,10 +48,17 @@ def create_app(settings: Settings | None = None) -> APIFlask:
     app.extensions["mastery.settings"] = settings
 
     request_id.init_app(app)
+    metrics.init_app(app)  # before security: requests it answers early are counted too
+    observability_logging.init_app(app, settings.log_level)
+    if sentry.init_sentry(settings, __version__):
+        app.before_request(sentry.tag_request)
     security.init_app(app, settings)
+    drill.init_app(app, settings)  # after security: a drill request is still rate limited
     errors.init_app(app)
     docs_ui.init_app(app)
-    Database(build_engine(settings.database_url, settings.database_pool_size)).init_app(app)
+    database = Database(build_engine(settings.database_url, settings.database_pool_size))
+    database.init_app(app)
+    metrics.init_engine(database.engine)
     storage.init_app(app, settings)
     tokens.init_app(app, settings)
     ai_runtime.init_app(app, settings)

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     job_visibility_timeout_seconds: int = 3600
     material_max_bytes: int = 1024 * 1024
     sentry_dsn: str | None = None
+    # Bearer token Prometheus sends to /metrics; required in staging and production.
+    metrics_token: SecretStr | None = None
+    # The Celery worker's metrics endpoint (app/observability/worker_metrics.py); None = off.
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    worker_metrics_addr: str = "127.0.0.1"
+    # Share of requests and tasks traced to Sentry (performance); 0 = errors only.
+    sentry_traces_sample_rate: float = Field(0.0, ge=0, le=1)
+    # Alert drill switch (app/observability/drill.py): off unless set.
+    drill_token: SecretStr | None = None
     log_level: str = "INFO"
 
     max_content_length: int = 1024 * 1024
@@ -61,6 +70,11 @@ class Settings(BaseSettings):
     proxy_hops: int = Field(1, ge=0, le=10)
     # None (or empty): `redirect` in staging and production, `off` in development and test.
     https_mode: HttpsMode | None = None
+
+    @field_validator("metrics_token", "worker_metrics_port", mode="before")
+    @classmethod
+    def _empty_metrics_setting_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("https_mode", mode="before")
     @classmethod
@@ -166,6 +180,10 @@ class Settings(BaseSettings):
             problems.append("JOBS_EAGER is on (jobs would run inside web requests)")
         elif self.broker_url is None:
             problems.append("no job broker: set CELERY_BROKER_URL or REDIS_URL")
+        if self.metrics_token is None or not self.metrics_token.get_secret_value().strip():
+            problems.append("METRICS_TOKEN is not set (/metrics would be refused to everyone)")
+        elif len(self.metrics_token.get_secret_value()) < MIN_SECRET_LENGTH:
+            problems.append(f"METRICS_TOKEN is shorter than {MIN_SECRET_LENGTH} characters")
         if not self.ratelimit_enabled:
             problems.append("RATELIMIT_ENABLED is off")
         elif self.ratelimit_storage.startswith("memory://"):

@@ -44,6 +44,7 @@ from app.ai.models import (
 )
 from app.ai.prompts import PromptRegistry, RenderedPrompt, default_registry
 from app.ai.resilience import CircuitBreaker, Clock, RetryPolicy, Sleep, parse_retry_after
+from app.observability import metrics
 
 PROVIDER_NAME = "openai"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -195,14 +196,17 @@ class OpenAICompatibleProvider:
     ) -> tuple[str, Usage | None]:
         """One chat completion through the circuit breaker: (message content, usage)."""
         if not self.breaker.allow():
+            metrics.set_circuit_state(self.name, self.breaker.state)
             raise CircuitOpenError(f"circuit open: not calling {self.url}")
         try:
             data = self._post_with_retries(prompt, body, deadline)
         except Exception:
             # Whatever went wrong, a half-open probe must not leave the breaker half-open.
             self.breaker.record_failure()
+            metrics.set_circuit_state(self.name, self.breaker.state)
             raise
         self.breaker.record_success()
+        metrics.set_circuit_state(self.name, self.breaker.state)
         return message_content(data), usage_of(data)
 
     def _post_with_retries(

@@ -121,4 +121,13 @@ def log_usage(result: Provenance, **ids: uuid.UUID | str) -> None:
         "-" if usage is None else usage.prompt_tokens,
         "-" if usage is None else usage.completion_tokens,
         " ".join(f"{name}={value}" for name, value in sorted(ids.items())),
+        extra={
+            # The same facts as fields of the JSON line (app.observability.logging).
+            "event": "ai.usage",
+            "provider": result.provider,
+            "template": f"{result.template}.v{result.template_version}",
+            "prompt_tokens": None if usage is None else usage.prompt_tokens,
+            "completion_tokens": None if usage is None else usage.completion_tokens,
+            **{name: str(value) for name, value in ids.items()},
+        },
     )

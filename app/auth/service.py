@@ -12,6 +12,7 @@ from app.audit.service import record as audit_record
 from app.auth import passwords, security_log, tokens
 from app.auth.models import Role, User
 from app.errors import Conflict, Forbidden, Unauthorized, validation_problem
+from app.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def login(session: Session, email: str, password: str) -> tokens.TokenPair:
         session.commit()
         # The account id when there is one; nothing identifying (no e-mail) when there is not.
         security_log.failure("auth.login_failed", reason, user_id=user.id if user else None)
+        metrics.record_login_failure(reason)
         raise Unauthorized(LOGIN_FAILED, slug="login-failed")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)

@@ -44,6 +44,7 @@ from app.auth.models import RefreshFamily, RefreshToken, RevokedAccessToken, Use
 from app.config import Settings
 from app.db import get_session, utcnow
 from app.errors import Unauthorized, problem_response
+from app.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def rotate(session: Session, raw_token: str) -> TokenPair:
         )
         session.commit()
         _refresh_rejected("reused", family.user_id)
+        metrics.record_refresh_reuse()
         logger.warning("refresh token reuse; family %s revoked", family.id)
         raise Unauthorized(
             "The refresh token was already used; every session of this login is revoked.",

@@ -13,10 +13,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from celery import Celery, Task
+from celery.signals import setup_logging
 from flask import Flask, current_app
 
 from app.config import Settings
+from app.observability.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,14 @@ GENERATE_ITEMS_TASK = "mastery.jobs.generate_items"
 EXTENSION = "mastery.celery"
 # Seconds a hard time limit leaves after the soft one, for the task to record its failure.
 HARD_LIMIT_GRACE = 30
+# The message header that carries the web request's id into the task (its log lines carry it).
+REQUEST_ID_HEADER = "request_id"
+
+
+@setup_logging.connect(weak=False)
+def _keep_json_logging(**_kwargs: Any) -> None:
+    """A receiver here tells the Celery worker not to install its own log handlers: the app
+    (create_app, app.observability.logging) already routes every logger to JSON on stderr."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -75,8 +86,19 @@ def is_eager(app: Flask | None = None) -> bool:
 
 
 def enqueue_generation(job_id: uuid.UUID) -> None:
-    """Send a generation job to the broker (or run it now, when eager)."""
-    get_celery().tasks[GENERATE_ITEMS_TASK].apply_async(args=(str(job_id),))
+    """Send a generation job to the broker (or run it now, when eager), with the request id."""
+    request_id = current_request_id() or structlog.contextvars.get_contextvars().get("request_id")
+    headers = {REQUEST_ID_HEADER: str(request_id)} if request_id else {}
+    get_celery().tasks[GENERATE_ITEMS_TASK].apply_async(args=(str(job_id),), headers=headers)
+
+
+def task_request_id(task: Task[Any, Any]) -> str | None:
+    """The request id a task was sent with: Celery exposes custom headers as attributes of
+    `task.request` (and, for some paths, in `task.request.headers`)."""
+    value = getattr(task.request, REQUEST_ID_HEADER, None)
+    if not value:
+        value = (getattr(task.request, "headers", None) or {}).get(REQUEST_ID_HEADER)
+    return str(value) if value else None
 
 
 def _register_tasks(celery: Celery, app: Flask, settings: Settings) -> None:
@@ -88,14 +110,19 @@ def _register_tasks(celery: Celery, app: Flask, settings: Settings) -> None:
         from app.jobs import generation
         from app.jobs.runtime import job_provider, load_material
 
-        while True:
-            with app.app_context():
-                outcome = generation.run(
-                    get_session(), uuid.UUID(job_id), job_provider(app), timeout, load_material
-                )
-            if outcome.retry_in is None or not task.request.is_eager:
-                break
-            # Eager (development): the next attempt runs now; a request never sleeps on backoff.
+        # Every line of this run (job events, AI usage, provider retries) carries the id of the
+        # request that queued the job; eager runs inside that request keep its binding.
+        with structlog.contextvars.bound_contextvars(
+            request_id=task_request_id(task) or current_request_id(), job_id=job_id
+        ):
+            while True:
+                with app.app_context():
+                    outcome = generation.run(
+                        get_session(), uuid.UUID(job_id), job_provider(app), timeout, load_material
+                    )
+                if outcome.retry_in is None or not task.request.is_eager:
+                    break
+                # Eager (development): the next attempt runs now; a request never sleeps on backoff.
         if outcome.retry_in is not None:
             raise task.retry(countdown=outcome.retry_in)
         if outcome.defer_to is not None and not task.request.is_eager:

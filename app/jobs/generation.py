@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,14 +26,17 @@ from sqlalchemy.orm import Session
 
 from app.ai import AIProviderError, GeneratedItems, ItemDraft, Provider, SkillBrief
 from app.ai.errors import AIConfigurationError, ProviderRequestError
+from app.ai.runtime import log_usage
 from app.content.models import Item, ItemKind, ItemOrigin, ItemStatus, Skill
 from app.content.schemas import ChoiceIn, ItemIn
 from app.db import utcnow
 from app.jobs.models import Job, JobStatus
+from app.observability import metrics
 
 logger = logging.getLogger(__name__)
 
 MAX_ERROR = 2000
+OPERATION = "generate_items"  # the AI operation a generation job calls
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 600.0
 # Errors that the same input will hit again: retrying them only burns attempts and money.
@@ -94,14 +98,18 @@ def claim(
     job.finished_at = None
     if skill is None:
         _finish(job, JobStatus.FAILED, "PermanentJobError: the skill no longer exists", now)
+        kind = job.kind.value
         session.commit()
+        metrics.record_job_transition(kind, JobStatus.FAILED)
         return Outcome(status=JobStatus.FAILED)
     job.status = JobStatus.RUNNING
     job.deadline_at = now + timeout
     count = int(job.params.get("count", 5))
     brief = SkillBrief(skill_id=str(skill.id), name=skill.name, description=skill.description)
     result = Claim(job_id=job.id, attempt=job.attempts, skill=brief, skill_id=skill.id, count=count)
+    kind = job.kind.value
     session.commit()
+    metrics.record_job_transition(kind, JobStatus.RUNNING)
     logger.info("job.running job_id=%s attempt=%d", job_id, result.attempt)
     return result
 
@@ -152,7 +160,9 @@ def succeed(session: Session, held: Claim, generated: GeneratedItems) -> Outcome
     existing = session.scalars(select(Item.id).where(Item.source_job_id == job.id)).all()
     if existing:  # cannot happen while the claim holds; kept as the last line of defence
         _finish(job, JobStatus.SUCCEEDED, None, utcnow())
+        kind = job.kind.value
         session.commit()
+        metrics.record_job_transition(kind, JobStatus.SUCCEEDED)
         return Outcome(status=JobStatus.SUCCEEDED)
     items, rejected = [], []
     for index, draft in enumerate(generated.items[: held.count]):
@@ -187,7 +197,9 @@ def succeed(session: Session, held: Claim, generated: GeneratedItems) -> Outcome
         "usage": generated.usage.model_dump() if generated.usage else None,
     }
     _finish(job, JobStatus.SUCCEEDED, None, utcnow())
+    kind = job.kind.value
     session.commit()
+    metrics.record_job_transition(kind, JobStatus.SUCCEEDED)
     logger.info("job.succeeded job_id=%s items=%d rejected=%d", job.id, len(items), len(rejected))
     return Outcome(status=JobStatus.SUCCEEDED)
 
@@ -207,6 +219,7 @@ def fail(
         return Outcome(status=None)
     message = f"{type(error).__name__}: {error}"
     now = utcnow()
+    kind = job.kind.value
     if isinstance(error, (*PERMANENT_ERRORS, PermanentJobError)):
         _finish(job, JobStatus.FAILED, message, now)
     elif job.attempts >= job.max_attempts:
@@ -214,6 +227,7 @@ def fail(
     else:
         _finish(job, JobStatus.QUEUED, message, now)
         session.commit()
+        metrics.record_job_transition(kind, JobStatus.QUEUED)
         delay = backoff(job.attempts, rng or random.Random())  # noqa: S311 - jitter only
         logger.warning(
             "job.retrying job_id=%s attempt=%d in=%.0fs error=%s",
@@ -225,6 +239,7 @@ def fail(
         return Outcome(status=JobStatus.QUEUED, retry_in=delay)
     status = job.status
     session.commit()
+    metrics.record_job_transition(kind, status)
     logger.error("job.%s job_id=%s attempt=%d error=%s", status, held.job_id, held.attempt, message)
     return Outcome(status=status)
 
@@ -245,7 +260,16 @@ def run(
         material = load_material(session, held.skill_id)
         session.rollback()
         brief = held.skill.model_copy(update={"material": material})
-        generated = provider.generate_items(brief, held.count)
+        started = time.perf_counter()
+        try:
+            generated = provider.generate_items(brief, held.count)
+        except AIProviderError as error:
+            seconds = time.perf_counter() - started
+            metrics.record_ai_call(OPERATION, provider.name, seconds, error=error)
+            raise
+        seconds = time.perf_counter() - started
+        metrics.record_ai_call(OPERATION, provider.name, seconds, usage=generated.usage)
+        log_usage(generated, job_id=str(held.job_id))
     except AIProviderError as error:
         return fail(session, held, error)
     except Exception as error:  # recorded on the row; the task retries it

@@ -25,6 +25,7 @@ from app.errors import Conflict, NotFound, ProblemError
 from app.jobs.celery_app import enqueue_generation
 from app.jobs.models import Job, JobKind, JobStatus
 from app.jobs.schemas import GenerationJobIn, JobsQuery
+from app.observability import metrics
 from app.observability.request_id import current_request_id
 from app.pagination import paginate
 
@@ -58,7 +59,9 @@ def create_generation_job(
         details={"kind": job.kind.value, "skill_id": str(skill.id), "count": data.count},
     )
     job_id = job.id
+    kind = job.kind.value
     session.commit()
+    metrics.record_job_transition(kind, JobStatus.QUEUED)
     return dispatch(session, job_id)
 
 
@@ -74,11 +77,15 @@ def dispatch(session: Session, job_id: uuid.UUID) -> Job:
     except (KombuOperationalError, OSError) as error:
         logger.exception("job.enqueue_failed job_id=%s", job_id)
         job = session.get(Job, job_id, with_for_update=True)
+        failed_kind = None
         if job is not None and job.status is JobStatus.QUEUED:
             job.status = JobStatus.FAILED
             job.finished_at = utcnow()
             job.last_error = f"not queued: the broker is unavailable ({type(error).__name__})"
+            failed_kind = job.kind.value
         session.commit()
+        if failed_kind is not None:
+            metrics.record_job_transition(failed_kind, JobStatus.FAILED)
         raise ProblemError(
             "The job queue is unavailable; the job was recorded as failed and can be retried.",
             status=503,
@@ -165,5 +172,7 @@ def requeue(session: Session, job_id: uuid.UUID, actor: User | None, reason: str
         details={"from": previous.value, "reason": reason, "via": via},
     )
     job_id = job.id
+    kind = job.kind.value
     session.commit()
+    metrics.record_job_transition(kind, JobStatus.QUEUED)
     return dispatch(session, job_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from typing import Any
 
 from app.ai import AIProviderError, GradingRequest, Provider
 from app.ai.runtime import log_usage
+from app.observability import metrics
 
 CORRECT_AT = 0.8
+OPERATION_GRADE = "grade_short_answer"
 FALLBACK = "fallback"
 _WORD = re.compile(r"[a-z0-9]+")
 _ANY_WORD = re.compile(r"\w+")
@@ -76,9 +79,13 @@ def grade_short_answer(
 ) -> Grade:
     """The provider's grade (`graded_by` names it); on any provider error, the rules'
     (`graded_by: "fallback"`). Called outside any database transaction: it may take seconds."""
+    started = time.perf_counter()
     try:
         result = provider.grade_short_answer(request)
     except AIProviderError as error:
+        seconds = time.perf_counter() - started
+        metrics.record_ai_call(OPERATION_GRADE, provider.name, seconds, error=error)
+        metrics.record_ai_fallback(OPERATION_GRADE, provider.name)
         # The class only: a provider's error text may quote what it was sent.
         logger.warning(
             "ai.grade_fallback provider=%s error=%s item_id=%s",
@@ -87,6 +94,8 @@ def grade_short_answer(
             request.item_id,
         )
         return score_short_answer(request.reference_answer, request.response)
+    seconds = time.perf_counter() - started
+    metrics.record_ai_call(OPERATION_GRADE, provider.name, seconds, usage=result.usage)
     log_usage(result, item_id=request.item_id, **ids)
     feedback = result.feedback
     if reveals(feedback, request.reference_answer):

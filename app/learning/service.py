@@ -12,6 +12,7 @@ called, and only then is the session locked, everything checked again and the at
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.adaptive.calibration import update_difficulty
 from app.adaptive.estimation import AbilityPosterior
+from app.adaptive.irt import probability
 from app.adaptive.mastery import MasteryRule
 from app.adaptive.selection import ItemBank, recently_seen, select_item
 from app.ai import AIProviderError, GradingRequest, HintRequest, Provider
@@ -42,6 +44,7 @@ from app.learning.scoring import (
     score_mcq,
     score_short_answer,
 )
+from app.observability import metrics
 
 EXCLUDE_LAST_N = 20
 MASTERY = MasteryRule()
@@ -155,6 +158,8 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item
         if pending is not None and pending.status is ItemStatus.PUBLISHED:
             session.commit()
             return pending, state
+    # Selection latency: the bank and history queries and the engine's pick (not a repeat).
+    started = time.perf_counter()
     bank_items = session.scalars(
         select(Item).where(Item.skill_id == practice.skill_id, Item.status == ItemStatus.PUBLISHED)
     ).all()
@@ -175,6 +180,7 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item
     if chosen is None:  # every item was seen recently: choose among all of them again
         chosen = select_item(bank, state.theta, rng)
     item = next(i for i in bank_items if str(i.id) == chosen)
+    metrics.observe_selection(time.perf_counter() - started)
     practice.pending_item_id = item.id
     practice.served += 1
     session.commit()
@@ -320,6 +326,8 @@ def _record(
 
     state = _skill_state(session, user, practice.skill_id, lock=True)
     theta_before = state.theta
+    # The engine's prediction for this attempt, made before the answer moves the estimate.
+    predicted = float(probability(theta_before, item.a, item.b))
     posterior = AbilityPosterior.from_state(state.posterior).update(item.a, item.b, grade.correct)
     state.posterior = posterior.to_state()
     state.theta, state.se = posterior.theta, posterior.se
@@ -349,6 +357,7 @@ def _record(
     )
     session.add(attempt)
     session.commit()
+    metrics.record_prediction(predicted, grade.correct, state.se)
     return attempt, True
 
 
@@ -379,15 +388,21 @@ def hint_request(
 def give_hint(provider: Provider, request: HintRequest, **ids: uuid.UUID | str) -> tuple[str, str]:
     """(hint, hinted_by): the provider's hint; the offline one (`"fallback"`) when the provider
     fails or its hint contains the reference answer. Call it outside any transaction."""
+    started = time.perf_counter()
     try:
         hint = provider.hint(request)
     except AIProviderError as error:
+        metrics.record_ai_call("hint", provider.name, time.perf_counter() - started, error=error)
         reason = type(error).__name__
     else:
+        metrics.record_ai_call(
+            "hint", provider.name, time.perf_counter() - started, usage=hint.usage
+        )
         log_usage(hint, item_id=request.item_id, **ids)
         if not reveals(hint.hint, request.reference_answer):
             return hint.hint, hint.provider
         reason = "reveals-answer"
+    metrics.record_ai_fallback("hint", provider.name)
     logger.warning(
         "ai.hint_fallback provider=%s reason=%s item_id=%s",
         provider.name,

@@ -45,6 +45,7 @@ from redis.retry import Retry
 from app.auth.service import normalise_email
 from app.config import Settings
 from app.errors import ProblemError, problem_response
+from app.observability import metrics
 from app.observability.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ _storage_unavailable_lock = threading.Lock()
 
 def storage_unavailable_counts() -> dict[str, int]:
     """Requests decided without the counter storage in this process, by outcome: `closed`
-    (refused with 503) and `open` (let through). The observability work (issue 6) exports it
-    as the Prometheus counter `mastery_ratelimit_storage_unavailable_total{outcome}`."""
+    (refused with 503) and `open` (let through). Also counted, across processes, as the
+    Prometheus counter `mastery_ratelimit_storage_unavailable_total{outcome}`."""
     with _storage_unavailable_lock:
         return dict(_storage_unavailable)
 
@@ -117,6 +118,7 @@ def storage_unavailable_counts() -> dict[str, int]:
 def _count_storage_unavailable(outcome: OnStorageDown) -> None:
     with _storage_unavailable_lock:
         _storage_unavailable[outcome.value] += 1
+    metrics.record_ratelimit_storage_unavailable(outcome.value)
 
 
 # --- keys --------------------------------------------------------------------------------------

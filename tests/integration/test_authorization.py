@@ -84,6 +84,8 @@ def admins_only(status: int) -> dict[str, int]:
 TABLE = [
     Row("GET", "/healthz", everyone(200)),
     Row("GET", "/readyz", everyone(200)),
+    # Open in development and test; METRICS_TOKEN guards it when hardened (test_metrics.py).
+    Row("GET", "/metrics", everyone(200)),
     Row("GET", "/openapi.json", everyone(200)),
     Row("GET", "/docs", everyone(200)),
     Row("GET", "/docs/oauth2-redirect", everyone(200)),

@@ -14,6 +14,7 @@ import pytest
 from apiflask import APIFlask
 from flask import request
 from flask.testing import FlaskClient
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -43,7 +44,13 @@ EXPECTED = {
 
 def build_hardened(settings: Settings, **overrides: Any) -> APIFlask:
     production = settings.model_copy(
-        update={"app_env": "production", "jobs_eager": False, "ratelimit_enabled": True} | overrides
+        update={
+            "app_env": "production",
+            "jobs_eager": False,
+            "ratelimit_enabled": True,
+            "metrics_token": SecretStr("m" * 40),
+        }
+        | overrides
     )
     return create_app(production)
 

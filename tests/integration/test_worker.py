@@ -37,6 +37,7 @@ from app.db import get_database
 from app.jobs.models import Job, JobStatus
 from tests.ai_fakes import completion_body, drafts
 from tests.conftest import TEST_SECRET, bearer
+from tests.sentry_fakes import serve_envelopes
 
 pytestmark = [pytest.mark.commits, pytest.mark.redis, pytest.mark.xdist_group("worker")]
 
@@ -55,6 +56,7 @@ class FakeLLM:
     received: threading.Event = field(default_factory=threading.Event)
     calls: int = 0
     url: str = ""
+    status: int = 200  # 400: the provider refuses (a permanent error: the job fails at once)
 
     def answer(self) -> dict[str, Any]:
         self.calls += 1
@@ -73,7 +75,7 @@ def fake_llm() -> Iterator[FakeLLM]:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             body = json.dumps(llm.answer()).encode()
             try:
-                self.send_response(200)
+                self.send_response(llm.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -277,6 +279,57 @@ def test_a_generation_job_runs_end_to_end_on_a_worker(
     assert job.result["provider"] == "openai"
     assert item_count(db_session, job_id) == 3
     assert fake_llm.calls == 1
+    assert_worker_logs_carry_the_request_id(worker, job)
+
+
+def assert_worker_logs_carry_the_request_id(worker: Worker, job: Job) -> None:
+    """The worker logs JSON lines, and the job's lines carry the id of the web request that
+    queued it (sent as a task header; the job row keeps it too)."""
+    assert job.request_id
+    events = [
+        json.loads(line)
+        for line in worker.log.read_text(errors="replace").splitlines()
+        if line.startswith("{")
+    ]
+    # The platform's lines (Celery's own "received" line is logged before the task runs).
+    for_job = [
+        e for e in events if str(job.id) in json.dumps(e) and str(e["logger"]).startswith("app.")
+    ]
+    names = {str(e["event"]).split(" ", 1)[0] for e in for_job}
+    assert {"job.running", "job.succeeded", "ai.usage"} <= names, worker.output()
+    assert {e["request_id"] for e in for_job} == {job.request_id}, worker.output()
+
+
+def test_a_job_failing_on_a_worker_reaches_sentry_with_the_request_id(
+    web: APIFlask,
+    start_worker: Callable[[], Worker],
+    worker_env: dict[str, str],
+    owner_and_course: tuple[User, Course],
+    fake_llm: FakeLLM,
+    db_session: Session,
+) -> None:
+    fake_llm.status = 400  # logged as job.failed at ERROR: Sentry's logging integration reports it
+    with serve_envelopes() as sentry_server:
+        worker_env["SENTRY_DSN"] = sentry_server.url
+        worker = start_worker()
+        job_id = create_job(web, *owner_and_course, count=2)
+        wait_for(finished(db_session, job_id), "the job to fail", [worker])
+        job = job_row(db_session, job_id)
+        assert job.status is JobStatus.FAILED, worker.output()
+        assert job.request_id
+
+        def reported() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in sentry_server.events()
+                if e.get("tags", {}).get("request_id") == job.request_id
+            ]
+
+        wait_for(lambda: bool(reported()), "the worker's Sentry event", [worker])
+        event = reported()[0]
+        assert event["environment"] == "test"
+        assert "sk-worker-test" not in sentry_server.text()  # the AI key never leaves
+        assert str(job_id) in json.dumps(event)
 
 
 def test_a_pool_process_killed_mid_task_is_redelivered_and_completes_once(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -62,6 +63,20 @@ def test_upgrade_downgrade_upgrade_round_trip(empty_database: str) -> None:
     assert tables_of(empty_database) == set()
     command.upgrade(config, "head")
     assert tables_of(empty_database) == EXPECTED_TABLES
+
+
+def test_the_development_default_sqlite_migrates_up_down_and_up(tmp_path: Path) -> None:
+    """`./noxw -s serve` (the quick start) migrates a SQLite file: every migration must run
+    there too, which means batch mode for constraint changes."""
+    url = f"sqlite:///{tmp_path / 'development.db'}"
+    config = alembic_config(url)
+
+    command.upgrade(config, "head")
+    assert tables_of(url) == EXPECTED_TABLES
+    command.downgrade(config, "base")
+    assert tables_of(url) == set()
+    command.upgrade(config, "head")
+    assert tables_of(url) == EXPECTED_TABLES
 
 
 def test_models_and_migrations_agree(empty_database: str) -> None:

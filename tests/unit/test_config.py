@@ -10,6 +10,7 @@ from app.config import DEV_SECRET_KEY, InsecureConfigError, Settings
 STRONG = "s" * 48
 POSTGRES = "postgresql+psycopg://mastery@db/mastery"
 REDIS = "redis://redis:6379/0"
+METRICS_TOKEN = "m" * 40
 
 
 def hardened(env: str = "production", **overrides: object) -> Settings:
@@ -18,6 +19,7 @@ def hardened(env: str = "production", **overrides: object) -> Settings:
         "secret_key": STRONG,
         "database_url": POSTGRES,
         "redis_url": REDIS,
+        "metrics_token": METRICS_TOKEN,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -59,6 +61,9 @@ def test_a_secure_production_configuration_starts() -> None:
         ({"ratelimit_login": ""}, "RATELIMIT_LOGIN is empty"),
         ({"ratelimit_register": " "}, "RATELIMIT_REGISTER is empty"),
         ({"ratelimit_refresh": ""}, "RATELIMIT_REFRESH is empty"),
+        ({"metrics_token": None}, "METRICS_TOKEN is not set"),
+        ({"metrics_token": ""}, "METRICS_TOKEN is not set"),
+        ({"metrics_token": "short"}, "METRICS_TOKEN is shorter than 32"),
     ],
 )
 def test_hardened_environments_refuse_insecure_settings_and_name_them(
@@ -138,3 +143,13 @@ def test_rate_limits_accept_several_windows_and_an_empty_value_turns_one_off() -
 
     assert settings.ratelimit_login == "5/minute;20/hour"
     assert settings.ratelimit_login_account == ""
+
+
+def test_empty_metrics_settings_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRICS_TOKEN", "")  # as copied from .env.example
+    monkeypatch.setenv("WORKER_METRICS_PORT", "")
+
+    settings = Settings(_env_file=None)
+
+    assert settings.metrics_token is None
+    assert settings.worker_metrics_port is None

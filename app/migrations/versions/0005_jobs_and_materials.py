@@ -74,22 +74,25 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_materials_skill_id"), "materials", ["skill_id"], unique=False)
     op.create_index(op.f("ix_materials_uploaded_by"), "materials", ["uploaded_by"], unique=False)
-    op.add_column("items", sa.Column("source_job_id", sa.Uuid(), nullable=True))
-    op.create_index(op.f("ix_items_source_job_id"), "items", ["source_job_id"], unique=False)
-    op.create_foreign_key(
-        op.f("fk_items_source_job_id_jobs"),
-        "items",
-        "jobs",
-        ["source_job_id"],
-        ["id"],
-        ondelete="SET NULL",
-    )
+    # Batch mode: plain ALTERs on Postgres, a copy-and-move on SQLite (the development default,
+    # which cannot ALTER constraints).
+    with op.batch_alter_table("items") as items:
+        items.add_column(sa.Column("source_job_id", sa.Uuid(), nullable=True))
+        items.create_index(op.f("ix_items_source_job_id"), ["source_job_id"], unique=False)
+        items.create_foreign_key(
+            op.f("fk_items_source_job_id_jobs"),
+            "jobs",
+            ["source_job_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
 
 
 def downgrade() -> None:
-    op.drop_constraint(op.f("fk_items_source_job_id_jobs"), "items", type_="foreignkey")
-    op.drop_index(op.f("ix_items_source_job_id"), table_name="items")
-    op.drop_column("items", "source_job_id")
+    with op.batch_alter_table("items") as items:
+        items.drop_constraint(op.f("fk_items_source_job_id_jobs"), type_="foreignkey")
+        items.drop_index(op.f("ix_items_source_job_id"))
+        items.drop_column("source_job_id")
     op.drop_index(op.f("ix_materials_uploaded_by"), table_name="materials")
     op.drop_index(op.f("ix_materials_skill_id"), table_name="materials")
     op.drop_table("materials")

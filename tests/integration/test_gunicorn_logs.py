@@ -1,0 +1,83 @@
+"""Under gunicorn (gunicorn.conf.py's `logconfig_dict`), gunicorn's own lines and the app's come
+out on stderr as one JSON object per line, in the same shape, with no plain access log."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.observability.logging import LEADING_FIELDS
+
+ROOT = Path(__file__).resolve().parents[2]
+LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_gunicorn_and_app_lines_share_the_json_shape(tmp_path: Path) -> None:
+    log = tmp_path / "gunicorn.log"
+    env = {
+        "PATH": "",
+        "HOME": str(tmp_path),
+        "APP_ENV": "test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "STORAGE_URL": f"file://{tmp_path / 'storage'}",
+        "LOG_LEVEL": "INFO",
+    }
+    command = [
+        sys.executable,
+        *("-m", "gunicorn", "app:create_app()", "-c", str(ROOT / "gunicorn.conf.py")),
+        *("--bind", "127.0.0.1:0", "--workers", "2", "--chdir", str(ROOT)),
+        *("--control-socket", str(tmp_path / "gunicorn.ctl")),
+    ]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(  # a fixed command line
+            command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            match = LISTENING.search(log.read_text())
+            url = match.group(1) if match else None
+            time.sleep(0.1)
+        assert url, log.read_text()
+        response = None
+        while response is None and time.monotonic() < deadline:
+            try:
+                response = httpx.get(
+                    f"{url}/healthz?probe=1", headers={"X-Request-ID": "gunicorn-0001"}
+                )
+            except httpx.TransportError:  # the workers are still booting
+                time.sleep(0.1)
+        assert response is not None
+        assert response.status_code == 200
+        deadline = time.monotonic() + 10
+        while '"http.request"' not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(20)
+
+    events = read_events(log)  # every line is JSON, start-up and shutdown included
+    assert all(list(e)[: len(LEADING_FIELDS)] == list(LEADING_FIELDS) for e in events)
+    gunicorn = [e for e in events if e["logger"] == "gunicorn.error"]
+    assert any(str(e["event"]).startswith("Booting worker") for e in gunicorn), events
+    assert any(str(e["event"]).startswith("Shutting down") for e in gunicorn), events
+    (access,) = [e for e in events if e["event"] == "http.request"]
+    assert (access["request_id"], access["route"], access["status"]) == (
+        "gunicorn-0001",
+        "/healthz",
+        200,
+    )
+    assert not [e for e in events if e["logger"] == "gunicorn.access"], "a second access line"
+    assert "probe=1" not in log.read_text(), "the query string is logged"
