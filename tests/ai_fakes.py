@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from flask import Flask
+from pydantic import SecretStr
 
 from app.ai.openai_compatible import OpenAICompatibleProvider
 from app.ai.resilience import CircuitBreaker, RetryPolicy
+from app.ai.runtime import EXTENSION, AIProviders, build_ai_providers
+from app.config import Settings
 
 AI_BASE_URL = "https://ai.test/v1"
 AI_MODEL = "test-model"
@@ -67,3 +74,52 @@ def http_provider(max_attempts: int = 1, base_url: str = AI_BASE_URL) -> OpenAIC
         breaker=CircuitBreaker(failure_threshold=100),
         sleep=lambda _seconds: None,
     )
+
+
+class FakeTime:
+    """The providers' monotonic clock and sleep: sleeping only moves the clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@contextmanager
+def openai_providers(
+    app: Flask,
+    api_key: str,
+    *,
+    client: httpx.Client | None = None,
+    clock: FakeTime | None = None,
+    only_interactive: bool = False,
+) -> Iterator[AIProviders]:
+    """The app's providers as `AI_PROVIDER=openai` builds them, for the block; jobs keep the
+    app's own background provider when `only_interactive`."""
+    clock = clock or FakeTime()
+    settings = Settings(
+        _env_file=None,
+        app_env="test",
+        ai_provider="openai",
+        ai_base_url=AI_BASE_URL,
+        ai_model="m",
+        ai_api_key=SecretStr(api_key),
+    )
+    built = build_ai_providers(settings, client=client, sleep=clock.sleep, clock=clock)
+    previous: AIProviders = app.extensions[EXTENSION]
+    app.extensions[EXTENSION] = (
+        dataclasses.replace(previous, interactive=built.interactive, breaker=built.breaker)
+        if only_interactive
+        else built
+    )
+    try:
+        yield built
+    finally:
+        app.extensions[EXTENSION] = previous
+        built.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,21 @@ def make_course(db_session: Session, make_user: Callable[..., User]) -> Callable
         return course
 
     return make
+
+
+@pytest.fixture
+def job_queue() -> str:
+    """A Celery queue of this test's own: another run on the same Redis cannot take its tasks."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def web(settings: Settings, redis_url: str, job_queue: str) -> Iterator[APIFlask]:
+    """The web side queueing jobs to Redis (for a real worker) instead of running them."""
+    app = create_app(
+        settings.model_copy(
+            update={"jobs_eager": False, "celery_broker_url": redis_url, "job_queue": job_queue}
+        )
+    )
+    yield app
+    get_database(app).engine.dispose()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess  # nosec B404
+import sys
 import uuid
+from pathlib import Path
 
 import click
 from alembic import command
@@ -23,6 +26,7 @@ db_cli = AppGroup("db", help="Database schema migrations (Alembic).")
 seed_cli = AppGroup("seed", help="Load data into the database.")
 keys_cli = AppGroup("keys", help="JWT signing keys.")
 jobs_cli = AppGroup("jobs", help="Background jobs: find and re-queue stuck ones.")
+alerts_cli = AppGroup("alerts", help="Alerting: the live alert drill.")
 
 DEMO_USERS = (
     ("admin@mastery.local", "Demo Admin", Role.ADMIN, "mastery-demo-admin-pass"),
@@ -138,6 +142,21 @@ def jobs_requeue(job_id: uuid.UUID | None, all_stuck: bool) -> None:
         raise SystemExit(1)
 
 
+@alerts_cli.command("drill", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def alerts_drill(args: tuple[str, ...]) -> None:
+    """Run the live alert drill (ops/drill/alert_drill.py; the same as `nox -s alert-drill`).
+
+    It needs a source checkout and Prometheus, Alertmanager and redis-server on PATH; ARGS go
+    to the drill (`--keep` keeps its working directory).
+    """
+    script = Path(current_app.root_path).parent / "ops" / "drill" / "alert_drill.py"
+    if not script.is_file():
+        raise click.ClickException(f"no drill script at {script}: run this from a source checkout")
+    command = [sys.executable, str(script), *args]
+    raise SystemExit(subprocess.call(command))  # noqa: S603 - the repository's own script
+
+
 def init_app(app: Flask) -> None:
-    for group in (db_cli, seed_cli, keys_cli, jobs_cli):
+    for group in (db_cli, seed_cli, keys_cli, jobs_cli, alerts_cli):
         app.cli.add_command(group)

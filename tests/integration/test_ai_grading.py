@@ -19,16 +19,15 @@ import respx
 from apiflask import APIFlask
 from flask import g
 from flask.testing import FlaskClient
-from pydantic import SecretStr
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from app.ai.runtime import EXTENSION, AIProviders, build_ai_providers
+from app.ai.runtime import AIProviders
 from app.auth.models import User
-from app.config import Settings
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
 from app.learning.models import Attempt, SkillState
+from tests.ai_fakes import FakeTime, openai_providers
 from tests.conftest import start_practice
 
 Headers = dict[str, str]
@@ -36,21 +35,6 @@ AI_BASE_URL = "https://ai.test/v1"
 REFERENCE = "Chlorophyll absorbs red and blue light"
 RUBRIC = "- mentions absorbing light\nnames red or blue light\n"
 ANSWER = "It soaks up light, mostly the red and blue part."
-
-
-class FakeTime:
-    """The providers' monotonic clock and sleep: sleeping only moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def completion(content: dict[str, Any] | str) -> httpx.Response:
@@ -91,21 +75,8 @@ def http_client() -> Iterator[httpx.Client]:
 @pytest.fixture
 def openai(app: APIFlask, http_client: httpx.Client, fake_time: FakeTime) -> Iterator[AIProviders]:
     """The app's providers as `AI_PROVIDER=openai` with a bad key builds them, for one test."""
-    settings = Settings(
-        _env_file=None,
-        app_env="test",
-        ai_provider="openai",
-        ai_base_url=AI_BASE_URL,
-        ai_model="m",
-        ai_api_key=SecretStr("bad"),
-    )
-    providers = build_ai_providers(
-        settings, client=http_client, sleep=fake_time.sleep, clock=fake_time
-    )
-    previous = app.extensions[EXTENSION]
-    app.extensions[EXTENSION] = providers
-    yield providers
-    app.extensions[EXTENSION] = previous
+    with openai_providers(app, "bad", client=http_client, clock=fake_time) as providers:
+        yield providers
 
 
 def short_answer_course(

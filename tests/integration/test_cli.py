@@ -43,3 +43,10 @@ def test_seed_demo_is_idempotent_and_restores_the_demo_state(
     db_session.refresh(learner)
     assert (learner.role, learner.is_active) == (Role.LEARNER, True)
     assert len(db_session.scalars(select(User)).all()) == 3
+
+
+def test_alerts_drill_runs_the_repositorys_drill_script(app: APIFlask) -> None:
+    result = app.test_cli_runner().invoke(args=["alerts", "drill", "--help"])
+
+    # The script's own argparse answers --help and exits 0: the command found and ran it.
+    assert result.exit_code == 0, result.output

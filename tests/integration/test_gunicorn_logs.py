@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 import httpx
 
 from app.observability.logging import LEADING_FIELDS
+from tests.processes import ROOT, base_env, launch, stop
 
-ROOT = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 
 
@@ -25,24 +24,18 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 def test_gunicorn_and_app_lines_share_the_json_shape(tmp_path: Path) -> None:
     log = tmp_path / "gunicorn.log"
-    env = {
-        "PATH": "",
-        "HOME": str(tmp_path),
-        "APP_ENV": "test",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-        "STORAGE_URL": f"file://{tmp_path / 'storage'}",
-        "LOG_LEVEL": "INFO",
-    }
+    env = base_env(
+        tmp_path,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        LOG_LEVEL="INFO",
+    )
     command = [
         sys.executable,
         *("-m", "gunicorn", "app:create_app()", "-c", str(ROOT / "gunicorn.conf.py")),
         *("--bind", "127.0.0.1:0", "--workers", "2", "--chdir", str(ROOT)),
         *("--control-socket", str(tmp_path / "gunicorn.ctl")),
     ]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(  # a fixed command line
-            command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
+    process = launch(command, tmp_path, env, log)
     try:
         url = None
         deadline = time.monotonic() + 30
@@ -65,8 +58,7 @@ def test_gunicorn_and_app_lines_share_the_json_shape(tmp_path: Path) -> None:
         while '"http.request"' not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        process.terminate()
-        process.wait(20)
+        stop(process)
 
     events = read_events(log)  # every line is JSON, start-up and shutdown included
     assert all(list(e)[: len(LEADING_FIELDS)] == list(LEADING_FIELDS) for e in events)

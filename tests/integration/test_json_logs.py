@@ -23,19 +23,16 @@ import pytest
 import respx
 from apiflask import APIFlask
 from flask.testing import FlaskClient
-from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
-from app.ai.runtime import EXTENSION, build_ai_providers
 from app.auth.models import Role, User
-from app.config import Settings
 from app.content.models import Course
 from app.observability.logging import LEADING_FIELDS, json_formatter, route_template
+from tests.ai_fakes import openai_providers
 from tests.conftest import bearer, start_practice
 from tests.integration.test_ai_grading import (
     AI_BASE_URL,
     ANSWER,
-    FakeTime,
     grade,
     short_answer_course,
 )
@@ -79,25 +76,12 @@ def json_log(caplog: pytest.LogCaptureFixture) -> Iterator[JsonLog]:
 @pytest.fixture
 def openai_provider(app: APIFlask) -> Iterator[respx.MockRouter]:
     """The app's providers as `AI_PROVIDER=openai`, faked at the HTTP layer, for one test."""
-    settings = Settings(
-        _env_file=None,
-        app_env="test",
-        ai_provider="openai",
-        ai_base_url=AI_BASE_URL,
-        ai_model="m",
-        ai_api_key=SecretStr("sk-json-logs-test-key"),
-    )
-    clock = FakeTime()
     with (
         httpx.Client() as http,
         respx.mock(base_url=AI_BASE_URL, assert_all_called=True, assert_all_mocked=True) as router,
+        openai_providers(app, "sk-json-logs-test-key", client=http),
     ):
-        previous = app.extensions[EXTENSION]
-        app.extensions[EXTENSION] = build_ai_providers(
-            settings, client=http, sleep=clock.sleep, clock=clock
-        )
         yield router
-        app.extensions[EXTENSION] = previous
 
 
 def assert_no_secrets(text: str, *secrets: str) -> None:

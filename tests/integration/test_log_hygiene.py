@@ -14,18 +14,15 @@ import pytest
 import respx
 from apiflask import APIFlask
 from flask.testing import FlaskClient
-from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
-from app.ai.runtime import EXTENSION, build_ai_providers
 from app.auth.models import User
-from app.config import Settings
 from app.content.models import Course
+from tests.ai_fakes import openai_providers
 from tests.conftest import TEST_SECRET, bearer, start_practice
 from tests.integration.test_ai_grading import (
     AI_BASE_URL,
     ANSWER,
-    FakeTime,
     grade,
     short_answer_course,
 )
@@ -40,25 +37,12 @@ EMAIL = "hygiene.tester@example.com"
 @pytest.fixture
 def ai_with_key(app: APIFlask) -> Iterator[respx.MockRouter]:
     """The app's AI providers as `AI_PROVIDER=openai` with an API key, faked at the HTTP layer."""
-    settings = Settings(
-        _env_file=None,
-        app_env="test",
-        ai_provider="openai",
-        ai_base_url=AI_BASE_URL,
-        ai_model="m",
-        ai_api_key=SecretStr(API_KEY),
-    )
-    clock = FakeTime()
     with (
         httpx.Client() as http,
         respx.mock(base_url=AI_BASE_URL, assert_all_called=True, assert_all_mocked=True) as router,
+        openai_providers(app, API_KEY, client=http),
     ):
-        previous = app.extensions[EXTENSION]
-        app.extensions[EXTENSION] = build_ai_providers(
-            settings, client=http, sleep=clock.sleep, clock=clock
-        )
         yield router
-        app.extensions[EXTENSION] = previous
 
 
 def everything_in(record: logging.LogRecord) -> str:

@@ -7,7 +7,6 @@ usage), hints fail so the fallback answers.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import uuid
@@ -25,11 +24,12 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from app import create_app
-from app.ai.runtime import EXTENSION, AIProviders, build_ai_providers
+from app.ai.runtime import AIProviders
 from app.auth.models import Role, User
 from app.config import Settings
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
 from app.db import get_database
+from tests.ai_fakes import openai_providers
 from tests.conftest import PASSWORD, bearer, start_practice
 
 AI_BASE_URL = "https://ai.test/v1"
@@ -88,22 +88,8 @@ def llm() -> Iterator[respx.MockRouter]:
 @pytest.fixture
 def openai_interactive(app: APIFlask) -> Iterator[AIProviders]:
     """Grading and hints through the OpenAI-compatible provider; jobs stay offline."""
-    settings = Settings(
-        _env_file=None,
-        app_env="test",
-        ai_provider="openai",
-        ai_base_url=AI_BASE_URL,
-        ai_model="m",
-        ai_api_key=SecretStr("k"),
-    )
-    built = build_ai_providers(settings, sleep=lambda _seconds: None)
-    previous = app.extensions[EXTENSION]
-    app.extensions[EXTENSION] = dataclasses.replace(
-        previous, interactive=built.interactive, breaker=built.breaker
-    )
-    yield built
-    app.extensions[EXTENSION] = previous
-    built.close()
+    with openai_providers(app, "k", only_interactive=True) as built:
+        yield built
 
 
 def completion(content: dict[str, Any]) -> httpx.Response:

@@ -7,8 +7,6 @@ directory, so the test can also tell that both workers answered.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,19 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from tests.conftest import TEST_SECRET
+from tests.processes import ROOT, base_env, free_port, launch, stop
 
 pytestmark = [pytest.mark.commits, pytest.mark.xdist_group("gunicorn")]
 
-ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 30.0
 BATCH = 20
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -55,17 +46,14 @@ def gunicorn(settings: Settings, tmp_path: Path, db_connection: object) -> Itera
     multiproc_dir = tmp_path / "prometheus"
     multiproc_dir.mkdir()
     port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "APP_ENV": "test",
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": settings.database_url,
-        "JOBS_EAGER": "true",
-        "RATELIMIT_ENABLED": "false",
-        "STORAGE_URL": f"file://{tmp_path / 'storage'}",
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
-    }
+    env = base_env(
+        tmp_path,
+        SECRET_KEY=TEST_SECRET,
+        DATABASE_URL=settings.database_url,
+        JOBS_EAGER="true",
+        RATELIMIT_ENABLED="false",
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
+    )
     command = [
         sys.executable,
         *("-m", "gunicorn", "app:create_app()"),
@@ -73,22 +61,13 @@ def gunicorn(settings: Settings, tmp_path: Path, db_connection: object) -> Itera
         *("-b", f"127.0.0.1:{port}", "-w", "2", "--chdir", str(ROOT)),
     ]
     log = tmp_path / "gunicorn.log"
-    with log.open("wb") as sink:
-        # cwd: a directory without a developer's .env, so only env configures the app.
-        process = subprocess.Popen(  # a fixed command line
-            command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
+    process = launch(command, tmp_path, env, log)
     server = Server(f"http://127.0.0.1:{port}", multiproc_dir, process, log)
     try:
         wait_until_serving(server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=15)
 
 
 def wait_until_serving(server: Server) -> None:

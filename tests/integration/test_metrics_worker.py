@@ -7,10 +7,6 @@ to the same Redis. The offline provider answers, so nothing leaves the machine.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,40 +18,16 @@ from apiflask import APIFlask
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
-from app import create_app
 from app.auth.models import Role, User
 from app.config import Settings
 from app.content.models import Course
-from app.db import get_database
 from app.jobs.models import Job, JobStatus
 from tests.conftest import PASSWORD, TEST_SECRET, bearer
+from tests.processes import base_env, celery_worker_command, free_port, launch, stop
 
 pytestmark = [pytest.mark.commits, pytest.mark.redis, pytest.mark.xdist_group("worker")]
 
 WAIT_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def job_queue() -> str:
-    return f"test-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def web(settings: Settings, redis_url: str, job_queue: str) -> Iterator[APIFlask]:
-    app = create_app(
-        settings.model_copy(
-            update={"jobs_eager": False, "celery_broker_url": redis_url, "job_queue": job_queue}
-        )
-    )
-    yield app
-    get_database(app).engine.dispose()
 
 
 @pytest.fixture
@@ -65,41 +37,21 @@ def worker_metrics_url(
     multiproc_dir = tmp_path / "prometheus"
     multiproc_dir.mkdir()
     port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "APP_ENV": "test",
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
-        "JOB_QUEUE": job_queue,
-        "STORAGE_URL": f"file://{tmp_path / 'storage'}",
-        "WORKER_METRICS_PORT": str(port),
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
-    }
-    command = [
-        sys.executable,
-        *("-m", "celery", "-A", "app.jobs.worker", "worker"),
-        *("--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO"),
-        *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-        *("--hostname", f"metrics-{uuid.uuid4().hex[:6]}@%h"),
-    ]
-    log = tmp_path / "worker.log"
-    with log.open("wb") as sink:
-        # cwd: a directory without a developer's .env, so only env configures the worker.
-        process = subprocess.Popen(  # a fixed command line
-            command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
+    env = base_env(
+        tmp_path,
+        SECRET_KEY=TEST_SECRET,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
+        JOB_QUEUE=job_queue,
+        WORKER_METRICS_PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
+    )
+    process = launch(celery_worker_command("metrics"), tmp_path, env, tmp_path / "worker.log")
     try:
         yield f"http://127.0.0.1:{port}/metrics"
     finally:
-        process.terminate()  # a warm shutdown: the pool's processes exit with it
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)  # a warm shutdown: the pool's processes exit with it
 
 
 def jobs_total(url: str, status: str) -> float | None:

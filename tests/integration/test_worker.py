@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,19 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from apiflask import APIFlask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import create_app
 from app.auth.models import Role, User
 from app.config import Settings
 from app.content.models import Course, Item
-from app.db import get_database
 from app.jobs.models import Job, JobStatus
 from tests.ai_fakes import completion_body, drafts
 from tests.conftest import TEST_SECRET, bearer
+from tests.processes import base_env, celery_worker_command, launch
 from tests.sentry_fakes import serve_envelopes
 
 pytestmark = [pytest.mark.commits, pytest.mark.redis, pytest.mark.xdist_group("worker")]
@@ -134,55 +131,38 @@ class Worker:
 
 
 @pytest.fixture
-def job_queue() -> str:
-    """A queue of this test's own: another test run on the same Redis cannot take its tasks."""
-    return f"test-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
 def worker_env(
     settings: Settings, redis_url: str, fake_llm: FakeLLM, tmp_path: Path, job_queue: str
 ) -> dict[str, str]:
-    return {
-        "JOB_QUEUE": job_queue,
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "APP_ENV": "test",
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
-        "AI_PROVIDER": "openai",
-        "AI_BASE_URL": fake_llm.url,
-        "AI_MODEL": "fake-model",
-        "AI_API_KEY": "sk-worker-test",
-        "JOB_TIMEOUT_SECONDS": str(JOB_TIMEOUT_SECONDS),
-        "JOB_VISIBILITY_TIMEOUT_SECONDS": "10",
-        "STORAGE_URL": f"file://{tmp_path / 'storage'}",
-    }
+    return base_env(
+        tmp_path,
+        JOB_QUEUE=job_queue,
+        SECRET_KEY=TEST_SECRET,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
+        AI_PROVIDER="openai",
+        AI_BASE_URL=fake_llm.url,
+        AI_MODEL="fake-model",
+        AI_API_KEY="sk-worker-test",
+        JOB_TIMEOUT_SECONDS=str(JOB_TIMEOUT_SECONDS),
+        JOB_VISIBILITY_TIMEOUT_SECONDS="10",
+    )
 
 
 @pytest.fixture
 def start_worker(
-    worker_env: dict[str, str], tmp_path: Path, db_connection: Any, redis_client: redis.Redis
+    worker_env: dict[str, str], tmp_path: Path, db_connection: Any
 ) -> Iterator[Callable[[], Worker]]:
-    """Start workers; all are killed before the database is cleaned (db_connection)."""
+    """Start workers; all are killed before the database is cleaned (db_connection).
+
+    Redis is left alone: the test's queue is its own (`job_queue`), and emptying the shared
+    logical database would drop another run's messages."""
     workers: list[Worker] = []
 
     def start() -> Worker:
         log = tmp_path / f"worker-{len(workers)}.log"
-        command = [
-            sys.executable,
-            *("-m", "celery", "-A", "app.jobs.worker", "worker"),
-            *("--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO"),
-            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-            *("--hostname", f"test{len(workers)}-{uuid.uuid4().hex[:6]}@%h"),
-        ]
-        with log.open("wb") as sink:
-            # cwd: a directory without a developer's .env, so only worker_env configures it.
-            process = subprocess.Popen(  # a fixed command line
-                command, cwd=tmp_path, env=worker_env, stdout=sink, stderr=subprocess.STDOUT
-            )
+        process = launch(celery_worker_command(f"test{len(workers)}"), tmp_path, worker_env, log)
         worker = Worker(process, log)
         workers.append(worker)
         return worker
@@ -190,18 +170,6 @@ def start_worker(
     yield start
     for worker in workers:
         worker.stop()
-
-
-@pytest.fixture
-def web(settings: Settings, redis_url: str, job_queue: str) -> Iterator[APIFlask]:
-    """The web side, queueing to the same Redis instead of running jobs in-process."""
-    app = create_app(
-        settings.model_copy(
-            update={"jobs_eager": False, "celery_broker_url": redis_url, "job_queue": job_queue}
-        )
-    )
-    yield app
-    get_database(app).engine.dispose()
 
 
 @pytest.fixture
