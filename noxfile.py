@@ -278,6 +278,64 @@ def alert_drill(session: nox.Session) -> None:
     session.run("python", "ops/drill/alert_drill.py", *session.posargs)
 
 
+@nox.session(python=PYTHON)
+def load(session: nox.Session) -> None:
+    """Locust load test with thresholds (docs/load-testing.md). Starts a production-like stack
+    on loopback (gunicorn with APP_ENV=production, a scratch Postgres database, a throwaway
+    redis-server, a Celery worker, and the benchmark-only baseline app), seeds it, runs the
+    shapes headless, tears everything down, and prints requests/s, p50/p95/p99 per route, the
+    error ratio, app CPU-ms per request and its ratio to the baseline, Postgres CPU and Locust's
+    CPU, then each threshold against its measured value. Fails when any threshold is violated.
+
+    `-- --profile full` runs steady, ramp, spike and soak (~12 min); `-- --host URL` runs the
+    scenarios against a running deployment and starts nothing. Other arguments go to
+    `python -m load.run` (`--inject-delay-ms 150` fails the gate on purpose) and then to Locust.
+    Reports: reports/load/. Needs `redis-server` (Debian: `apt-get install -y redis-server`)
+    unless `--host` is given, and a Postgres server (LOAD_DATABASE_URL, else
+    postgres@127.0.0.1:5432).
+    """
+    parser = argparse.ArgumentParser(prog="nox -s load --", description=load.__doc__)
+    parser.add_argument("--profile", choices=("smoke", "full"), default="smoke")
+    parser.add_argument("--host", default=None, help="base URL of a running deployment")
+    try:
+        args, passthrough = parser.parse_known_args(session.posargs)
+    except SystemExit as exc:
+        if exc.code:
+            session.error("invalid arguments for load; see the usage above")
+        session.skip("printed help")
+    if args.host is None and shutil.which("redis-server") is None:
+        session.error("redis-server not installed: `apt-get install -y redis-server` (as root)")
+    install_locked(session)
+    host = ["--host", args.host] if args.host else []
+    session.run("python", "-m", "load.run", "--profile", args.profile, *host, *passthrough)
+
+
+STAGING_INSTALL = "apt-get install -y nginx redis-server"
+
+
+@nox.session(python=PYTHON, default=False)
+def staging(session: nox.Session) -> None:
+    """Local production parity, then the smoke suite against it, then teardown: APP_ENV=production,
+    nginx terminating TLS with a self-signed certificate made for the run, gunicorn (2 workers),
+    a Celery worker, a scratch Postgres database and a throwaway redis-server, all on loopback.
+    Prints which smoke checks ran (docs/staging.md).
+
+    Needs `nginx` and `redis-server` (Debian: `apt-get install -y nginx redis-server`) and a
+    Postgres server (STAGING_DATABASE_URL, else postgres@127.0.0.1:5432). Arguments after `--`
+    go to the smoke suite's pytest (`-- -k health`); `-- --keep` keeps the working directory.
+    """
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    missing = [
+        name
+        for name, path in (("nginx", nginx), ("redis-server", shutil.which("redis-server")))
+        if path is None
+    ]
+    if missing:
+        session.error(f"{', '.join(missing)} not installed: `{STAGING_INSTALL}` (as root)")
+    install_locked(session)
+    session.run("python", "ops/staging/staging.py", *session.posargs)
+
+
 def run_pytest_with_coverage(
     session: nox.Session, test_dir: str, name: str, workers: str, extra: list[str] | None = None
 ) -> None:

@@ -15,6 +15,8 @@ from sqlalchemy import select
 
 from app.audit.service import record as audit_record
 from app.auth import passwords
+from app.auth import service as auth_service
+from app.auth import tokens
 from app.auth.models import Role, User
 from app.config import Settings
 from app.db import get_session, utcnow
@@ -27,6 +29,7 @@ seed_cli = AppGroup("seed", help="Load data into the database.")
 keys_cli = AppGroup("keys", help="JWT signing keys.")
 jobs_cli = AppGroup("jobs", help="Background jobs: find and re-queue stuck ones.")
 alerts_cli = AppGroup("alerts", help="Alerting: the live alert drill.")
+users_cli = AppGroup("users", help="Accounts operators manage outside the API.")
 
 DEMO_USERS = (
     ("admin@mastery.local", "Demo Admin", Role.ADMIN, "mastery-demo-admin-pass"),
@@ -88,6 +91,46 @@ def seed_demo() -> None:
         user.role, user.is_active = role, True
         click.echo(f"{role.value:<11} {email:<26} {password}")
     session.commit()
+
+
+@users_cli.command("create-admin")
+@click.argument("email")
+@click.option("--name", "display_name", default="Administrator", show_default=True)
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="If the account exists: make it an active admin, set the password, end its sessions.",
+)
+@click.password_option(
+    "--password",
+    envvar="ADMIN_PASSWORD",
+    help="Read from ADMIN_PASSWORD, else prompted for (never pass it on the command line).",
+)
+def users_create_admin(email: str, display_name: str, reset: bool, password: str) -> None:
+    """Create the admin account EMAIL: the first admin of a new deployment, or the account a
+    post-deploy smoke suite signs in with. Works in every environment, unlike `seed demo`.
+    """
+    email = auth_service.normalise_email(email)
+    problem = passwords.policy_violation(password, email)
+    if problem is not None:
+        raise click.BadParameter(f"the password {problem}", param_hint="ADMIN_PASSWORD")
+    session = get_session()
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(email=email, display_name=display_name, role=Role.ADMIN, password_hash="")
+        session.add(user)
+        action = "users.admin_created"
+    elif not reset:
+        raise click.ClickException(f"{email} already exists; add --reset to reset it")
+    else:
+        tokens.end_all_sessions(session, user, "admin_reset")
+        action = "users.admin_reset"
+    user.password_hash = passwords.hash_password(password)
+    user.role, user.is_active = Role.ADMIN, True
+    session.flush()
+    audit_record(session, action, target_type="user", target_id=str(user.id))
+    session.commit()
+    click.echo(f"{action.removeprefix('users.').replace('_', ' ')}: {email}")
 
 
 @keys_cli.command("rotate")
@@ -158,5 +201,5 @@ def alerts_drill(args: tuple[str, ...]) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for group in (db_cli, seed_cli, keys_cli, jobs_cli, alerts_cli):
+    for group in (db_cli, seed_cli, users_cli, keys_cli, jobs_cli, alerts_cli):
         app.cli.add_command(group)
