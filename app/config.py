@@ -8,10 +8,11 @@ while any setting is insecure, and the error names the setting.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 AppEnv = Literal["development", "test", "staging", "production"]
@@ -23,6 +24,63 @@ MIN_SECRET_LENGTH = 32
 
 class InsecureConfigError(RuntimeError):
     """Raised at start-up when a hardened environment is configured insecurely."""
+
+
+# --- Secrets from files (docs/deployment.md, "Secrets") -----------------------------------------
+# Every setting named here is a secret (or a URL that may carry a password) and can also be read
+# from a file named by `<NAME>_FILE`, as Docker, Compose and orchestrators mount secrets. The
+# file's content is the value (one trailing newline dropped); the hardened checks below then
+# apply to it exactly as to a value from the environment.
+SECRET_SETTINGS = (
+    "secret_key",
+    "database_url",
+    "redis_url",
+    "celery_broker_url",
+    "ratelimit_storage_url",
+    "ai_api_key",
+    "metrics_token",
+    "sentry_dsn",
+    "drill_token",
+    "anonymize_key",
+)
+
+
+class SecretFileError(RuntimeError):
+    """A `<NAME>_FILE` setting that cannot be used: unreadable, empty, or NAME set as well.
+
+    Not a ValueError on purpose: pydantic would wrap that in a ValidationError that prints the
+    whole input, secrets included; this one propagates with only its own message."""
+
+
+def read_secret_file(name: str, path: str) -> str:
+    """The secret in `path` for setting `name` (upper case), without its trailing newline."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise SecretFileError(f"{name}_FILE={path}: cannot read the file ({reason})") from None
+    except UnicodeDecodeError:
+        raise SecretFileError(f"{name}_FILE={path}: the file is not UTF-8 text") from None
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value.strip():
+        raise SecretFileError(f"{name}_FILE={path}: the file is empty")
+    return value
+
+
+def resolve_secret_files(values: dict[str, Any]) -> dict[str, Any]:
+    """Replace every `<name>_file` in `values` by the secret it names; refuse NAME and NAME_FILE
+    together (an empty value counts as unset, as copied from .env.example)."""
+    resolved = dict(values)
+    for name in SECRET_SETTINGS:
+        path = resolved.pop(f"{name}_file", None)
+        if path is None or str(path).strip() == "":
+            continue
+        if resolved.get(name) not in (None, ""):
+            raise SecretFileError(
+                f"both {name.upper()} and {name.upper()}_FILE are set: set only one of them"
+            )
+        resolved[name] = read_secret_file(name.upper(), str(path))
+    return resolved
 
 
 class Settings(BaseSettings):
@@ -37,6 +95,19 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     storage_url: str = "file://instance/storage"
+    # Where `flask backup` keeps backups: a directory, file://… or s3://bucket/prefix
+    # (docs/data-management.md); BACKUP_KEEP is the default of `backup create --keep`.
+    backup_url: str = "file://instance/backups"
+    backup_keep: int | None = Field(None, ge=1)
+    # The HMAC key of `flask anonymize` pseudonyms: a secret (whoever holds it can test a guessed
+    # e-mail against a pseudonym); the same key gives the same pseudonyms. Required by anonymize.
+    anonymize_key: SecretStr | None = None
+
+    @field_validator("backup_keep", "anonymize_key", mode="before")
+    @classmethod
+    def _empty_data_setting_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # `BACKUP_KEEP=` as copied from .env.example
+
     ai_provider: Literal["offline", "openai"] = "offline"
     ai_base_url: str | None = None
     ai_model: str | None = None
@@ -60,6 +131,22 @@ class Settings(BaseSettings):
     # Alert drill switch (app/observability/drill.py): off unless set.
     drill_token: SecretStr | None = None
     log_level: str = "INFO"
+    # `<NAME>_FILE`: read that secret from a file instead (SECRET_SETTINGS, resolve_secret_files).
+    secret_key_file: str | None = None
+    database_url_file: str | None = None
+    redis_url_file: str | None = None
+    celery_broker_url_file: str | None = None
+    ratelimit_storage_url_file: str | None = None
+    ai_api_key_file: str | None = None
+    metrics_token_file: str | None = None
+    sentry_dsn_file: str | None = None
+    drill_token_file: str | None = None
+    anonymize_key_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        return resolve_secret_files(data) if isinstance(data, dict) else data
 
     max_content_length: int = 1024 * 1024
     access_token_minutes: int = 15
@@ -184,6 +271,12 @@ class Settings(BaseSettings):
             problems.append("METRICS_TOKEN is not set (/metrics would be refused to everyone)")
         elif len(self.metrics_token.get_secret_value()) < MIN_SECRET_LENGTH:
             problems.append(f"METRICS_TOKEN is shorter than {MIN_SECRET_LENGTH} characters")
+        if self.drill_token is not None and 0 < len(self.drill_token.get_secret_value()) < (
+            MIN_SECRET_LENGTH
+        ):
+            problems.append(f"DRILL_TOKEN is shorter than {MIN_SECRET_LENGTH} characters")
+        if self.ai_provider == "openai" and (self.ai_base_url or "").startswith("http://"):
+            problems.append("AI_BASE_URL is plain http (AI_API_KEY would travel unencrypted)")
         if not self.ratelimit_enabled:
             problems.append("RATELIMIT_ENABLED is off")
         elif self.ratelimit_storage.startswith("memory://"):
