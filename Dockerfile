@@ -47,6 +47,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PROMETHEUS_MULTIPROC_DIR=/tmp/mastery-metrics
 
 # A fixed uid/gid so volume permissions and `runAsUser` policies can name it.
+# pg_dump / pg_restore for `flask --app app backup` (docs/data-management.md): the client of the
+# server's major version, from Debian itself. Not pinned to a patch version on purpose: each
+# image build should pick up Debian's security fixes for it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client-15 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 mastery \
     && useradd --system --uid 10001 --gid mastery --home-dir /app --shell /usr/sbin/nologin mastery
 
