@@ -1,9 +1,9 @@
 """Nox sessions: Mastery's merge gate and developer tasks.
 
 Plain `nox` (or `./noxw`, which brings its own pinned nox) runs the merge gate: lint,
-typecheck, security, unit, integration, contracts, fuzz, alerts, migrations, coverage. `fmt`,
-`serve`, `openapi`, `lock` and `alert-drill` run only when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the
-session's tool.
+typecheck, security, unit, integration, contracts, fuzz, alerts, load (the smoke profile),
+migrations, coverage. `fmt`, `serve`, `staging`, `alert-drill`, `openapi` and `lock` run only
+when named: `nox -s serve -- --port 8080`. Arguments after `--` go to the session's tool.
 
 Every session installs exactly what is locked, with hashes, in requirements-dev.txt (runtime
 plus the `dev` dependency group), then the project itself without dependencies, so nox,
@@ -39,6 +39,7 @@ nox.options.sessions = [
     "contracts",
     "fuzz",
     "alerts",
+    "load",
     "migrations",
     "coverage",
 ]

@@ -42,6 +42,11 @@ def create_app(settings: Settings | None = None) -> APIFlask:
             SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
         },
         AUTO_OPERATION_ID=True,
+        # Off: APIFlask would write the host of the first request for /openapi.json into
+        # `servers` and cache it, so "Try it out" in /docs would call that host (blocked by the
+        # CSP's connect-src 'self' whenever it differs, e.g. behind a proxy). Without `servers`
+        # Swagger UI calls the origin the page came from.
+        AUTO_SERVERS=False,
         DESCRIPTION="Adaptive practice with AI-generated items, grading and hints. "
         "Errors are application/problem+json (RFC 9457).",
     )

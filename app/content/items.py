@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit.service import record as audit_record
 from app.auth.models import Role, User
@@ -54,7 +55,10 @@ def list_items(
         statement = statement.where(Item.status == query.status)
     if query.origin is not None:
         statement = statement.where(Item.origin == query.origin)
-    return paginate(session, statement, Item.created_at, Item.id, query)
+    rows, next_cursor = paginate(session, statement, Item.created_at, Item.id, query)
+    for item in rows:  # `view` reads item.skill.course: no lazy load per page
+        set_committed_value(item, "skill", skill)
+    return rows, next_cursor
 
 
 def get_item(session: Session, user: User, item_id: uuid.UUID) -> Item:

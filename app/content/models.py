@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, new_id, utcnow
@@ -78,11 +78,13 @@ class Item(Base):
     """A question. Once published its scoring fields never change; a fix is a new version."""
 
     __tablename__ = "items"
+    # The hot queries (migration 0007, docs/load-testing.md "Indexes"): a skill's items newest
+    # first (item lists, an index scan with no sort) and a skill's bank for every /next. It
+    # leads with skill_id, so it serves every lookup by skill alone too.
+    __table_args__ = (Index("ix_items_skill_id_created_at_id", "skill_id", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    skill_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("skills.id", ondelete="CASCADE"), index=True
-    )
+    skill_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("skills.id", ondelete="CASCADE"))
     kind: Mapped[ItemKind] = mapped_column(_enum(ItemKind, "item_kind"))
     status: Mapped[ItemStatus] = mapped_column(
         _enum(ItemStatus, "item_status"), default=ItemStatus.DRAFT, index=True

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from app.audit.service import record as audit_record
 from app.auth.models import Role, User
@@ -108,7 +108,13 @@ def list_skills(
 
 
 def get_skill(session: Session, user: User, skill_id: uuid.UUID) -> Skill:
-    skill = session.scalar(select(Skill).join(Course).where(Skill.id == skill_id, _visible(user)))
+    # The joined course fills `skill.course` too: callers check its status and owner.
+    skill = session.scalar(
+        select(Skill)
+        .join(Course)
+        .options(contains_eager(Skill.course))
+        .where(Skill.id == skill_id, _visible(user))
+    )
     if skill is None:
         raise NotFound("No such skill.")
     return skill

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -78,15 +79,20 @@ class PracticeSession(Base):
 
 class Attempt(Base):
     __tablename__ = "attempts"
-    __table_args__ = (UniqueConstraint("session_id", "idempotency_key"),)
+    # The hot queries (migration 0007, docs/load-testing.md "Indexes"): a learner's recent
+    # answers (/next excludes them) and "has this learner answered this item before" (every
+    # attempt). Both lead with user_id, so they also serve every lookup by user alone.
+    __table_args__ = (
+        UniqueConstraint("session_id", "idempotency_key"),
+        Index("ix_attempts_user_id_created_at", "user_id", "created_at"),
+        Index("ix_attempts_user_id_item_id", "user_id", "item_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     session_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("practice_sessions.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     item_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), index=True
     )

@@ -56,6 +56,18 @@ OFFLINE = OfflineProvider()
 logger = logging.getLogger(__name__)
 
 
+def _commit_keeping_loaded(session: Session) -> None:
+    """Commit without expiring what is loaded: the response shows the rows just written, and
+    reloading each of them after the commit would cost a statement per row (docs/load-testing.md
+    "Query budget")."""
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
+
+
 def enrol(session: Session, user: User, course_id: uuid.UUID) -> tuple[Enrollment, bool]:
     """Enrol in a visible, published course; returns the enrolment and whether it is new."""
     course = get_course(session, user, course_id)
@@ -77,16 +89,18 @@ def enrol(session: Session, user: User, course_id: uuid.UUID) -> tuple[Enrollmen
 
 
 def _skill_state(
-    session: Session, user: User, skill_id: uuid.UUID, lock: bool = False
+    session: Session, user_id: uuid.UUID, skill_id: uuid.UUID, lock: bool = False
 ) -> SkillState:
     statement = select(SkillState).where(
-        SkillState.user_id == user.id, SkillState.skill_id == skill_id
+        SkillState.user_id == user_id, SkillState.skill_id == skill_id
     )
-    state = session.scalar(statement.with_for_update() if lock else statement)
+    if lock:  # fresh values under the lock, whatever an earlier read left in the session
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    state = session.scalar(statement)
     if state is None:
         start = AbilityPosterior.start()
         state = SkillState(
-            user_id=user.id,
+            user_id=user_id,
             skill_id=skill_id,
             posterior=start.to_state(),
             theta=start.theta,
@@ -99,7 +113,7 @@ def _skill_state(
             with session.begin_nested():  # a concurrent first request may insert it first
                 session.add(state)
         except IntegrityError:
-            state = session.scalar(statement.with_for_update() if lock else statement)
+            state = session.scalar(statement)
             if state is None:  # pragma: no cover - the conflicting row cannot vanish
                 raise
     return state
@@ -126,7 +140,7 @@ def start_session(
         raise Forbidden("Enrol in the course before practising its skills.", slug="not-enrolled")
     practice = PracticeSession(user_id=user.id, skill_id=skill.id)
     session.add(practice)
-    state = _skill_state(session, user, skill.id)
+    state = _skill_state(session, user.id, skill.id)
     session.commit()
     return practice, state
 
@@ -135,33 +149,45 @@ def get_session_of(
     session: Session, user: User, session_id: uuid.UUID, lock: bool = False
 ) -> PracticeSession:
     """The caller's own practice session; anybody else's is a 404 so ids do not leak."""
+    return _session_of(session, user.id, session_id, lock)
+
+
+def _session_of(
+    session: Session, user_id: uuid.UUID, session_id: uuid.UUID, lock: bool = False
+) -> PracticeSession:
     statement = select(PracticeSession).where(
-        PracticeSession.id == session_id, PracticeSession.user_id == user.id
+        PracticeSession.id == session_id, PracticeSession.user_id == user_id
     )
-    practice = session.scalar(statement.with_for_update() if lock else statement)
+    if lock:  # fresh values under the lock, whatever an earlier read left in the session
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    practice = session.scalar(statement)
     if practice is None:
         raise NotFound("No such session.")
     return practice
 
 
 def session_state(session: Session, user: User, practice: PracticeSession) -> SkillState:
-    return _skill_state(session, user, practice.skill_id)
+    return _skill_state(session, user.id, practice.skill_id)
 
 
 def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item, SkillState]:
     """The engine's choice for this learner now; asking again before answering repeats it."""
     practice = get_session_of(session, user, session_id, lock=True)
     _require_open_course(session, practice)
-    state = _skill_state(session, user, practice.skill_id)
+    state = _skill_state(session, user.id, practice.skill_id)
     if practice.pending_item_id is not None:
         pending = session.get(Item, practice.pending_item_id)
         if pending is not None and pending.status is ItemStatus.PUBLISHED:
-            session.commit()
+            _commit_keeping_loaded(session)
             return pending, state
     # Selection latency: the bank and history queries and the engine's pick (not a repeat).
     started = time.perf_counter()
-    bank_items = session.scalars(
-        select(Item).where(Item.skill_id == practice.skill_id, Item.status == ItemStatus.PUBLISHED)
+    # Only what the engine needs, as plain rows: building ORM objects (and decoding the
+    # choices) of a whole bank for every request cost more than the rest of the request.
+    bank_items = session.execute(
+        select(Item.id, Item.a, Item.b).where(
+            Item.skill_id == practice.skill_id, Item.status == ItemStatus.PUBLISHED
+        )
     ).all()
     if not bank_items:
         raise Conflict("This skill has no published items yet.", slug="no-items")
@@ -179,17 +205,21 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item
     chosen = select_item(bank, state.theta, rng, excluded=excluded)
     if chosen is None:  # every item was seen recently: choose among all of them again
         chosen = select_item(bank, state.theta, rng)
-    item = next(i for i in bank_items if str(i.id) == chosen)
+    item = session.get_one(Item, uuid.UUID(chosen))
     metrics.observe_selection(time.perf_counter() - started)
     practice.pending_item_id = item.id
     practice.served += 1
-    session.commit()
+    _commit_keeping_loaded(session)
     return item, state
 
 
 def _require_open_course(session: Session, practice: PracticeSession) -> None:
-    skill = session.get(Skill, practice.skill_id)
-    if skill is None or skill.course.status is not CourseStatus.PUBLISHED:
+    status = session.scalar(
+        select(Course.status)
+        .join(Skill, Skill.course_id == Course.id)
+        .where(Skill.id == practice.skill_id)
+    )
+    if status is not CourseStatus.PUBLISHED:
         raise Conflict(
             "The course is no longer published; practice has ended.", slug="course-closed"
         )
@@ -275,23 +305,24 @@ def submit_attempt(
                 rubric=rubric_lines(item.rubric),
                 response=str(data.response),
             )
+    user_id = user.id  # read before the rollback expires `user` (reading it after costs a query)
     session.rollback()  # (a) is over: it wrote nothing, and the objects it read are expired
     grade = None
     if request is not None:
         grade = grade_short_answer(grader, request, session_id=str(session_id))
-    return _record(session, user, session_id, data, idempotency_key, grade)
+    return _record(session, user_id, session_id, data, idempotency_key, grade)
 
 
 def _record(
     session: Session,
-    user: User,
+    user_id: uuid.UUID,
     session_id: uuid.UUID,
     data: AttemptIn,
     idempotency_key: str | None,
     grade: Grade | None,
 ) -> tuple[Attempt, bool]:
     """Step (c) of `submit_attempt`: under the session's row lock, with the grade of (b)."""
-    practice = get_session_of(session, user, session_id, lock=True)
+    practice = _session_of(session, user_id, session_id, lock=True)
     # A concurrent submission may have recorded an answer while (b) ran: the same key
     # returns it, and without a key the item is no longer pending (409).
     replay = _replay(session, practice, data.item_id, idempotency_key)
@@ -300,7 +331,7 @@ def _record(
         return replay, False
     _require_pending(practice, data.item_id)
     _require_open_course(session, practice)
-    item = session.get(Item, data.item_id, with_for_update=True)
+    item = session.get(Item, data.item_id, with_for_update=True, populate_existing=True)
     if item is None or item.status is not ItemStatus.PUBLISHED:
         practice.pending_item_id = None
         session.commit()
@@ -318,13 +349,13 @@ def _record(
     first_answer = (
         session.scalar(
             select(Attempt.id)
-            .where(Attempt.user_id == user.id, Attempt.item_id == item.id)
+            .where(Attempt.user_id == user_id, Attempt.item_id == item.id)
             .limit(1)
         )
         is None
     )
 
-    state = _skill_state(session, user, practice.skill_id, lock=True)
+    state = _skill_state(session, user_id, practice.skill_id, lock=True)
     theta_before = state.theta
     # The engine's prediction for this attempt, made before the answer moves the estimate.
     predicted = float(probability(theta_before, item.a, item.b))
@@ -342,7 +373,7 @@ def _record(
     practice.pending_item_id = None
     attempt = Attempt(
         session_id=practice.id,
-        user_id=user.id,
+        user_id=user_id,
         item_id=item.id,
         response=data.response,
         correct=grade.correct,
@@ -356,7 +387,7 @@ def _record(
         idempotency_key=idempotency_key,
     )
     session.add(attempt)
-    session.commit()
+    _commit_keeping_loaded(session)
     metrics.record_prediction(predicted, grade.correct, state.se)
     return attempt, True
 

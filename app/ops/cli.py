@@ -23,7 +23,7 @@ from app.db import get_session, utcnow
 from app.errors import ProblemError
 from app.jobs import service as jobs
 from app.migrations import alembic_config
-from app.ops import anonymize_cli, backup_cli
+from app.ops import anonymize_cli, backup_cli, load_data
 
 db_cli = AppGroup("db", help="Database schema migrations (Alembic).")
 seed_cli = AppGroup("seed", help="Load data into the database.")
@@ -202,6 +202,7 @@ def alerts_drill(args: tuple[str, ...]) -> None:
 
 
 def init_app(app: Flask) -> None:
+    seed_cli.add_command(load_data.seed_load_command)  # `seed load`: the load-test data set
     for group in (db_cli, seed_cli, users_cli, keys_cli, jobs_cli, alerts_cli):
         app.cli.add_command(group)
     # Backups and anonymisation (docs/data-management.md).

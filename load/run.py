@@ -1,0 +1,592 @@
+"""The load run behind `nox -s load`: start a production-like stack, seed it, run the Locust
+shapes headless, measure, print the tables, and fail on any violated threshold.
+
+    python -m load.run                      # smoke (the gate): ~60 s of load
+    python -m load.run --profile full       # steady, ramp, spike, soak
+    python -m load.run --host https://...   # the scenarios against a running deployment
+
+The stack (all on loopback, in a temporary directory, torn down at the end; see
+docs/load-testing.md): a scratch Postgres database (LOAD_DATABASE_URL's server, else
+postgres@127.0.0.1:5432), a throwaway redis-server (broker and rate-limit counters), a Celery
+worker, the platform under gunicorn with APP_ENV=production, and the benchmark-only baseline
+app (load/baseline_app.py) under the same gunicorn configuration against the same database.
+
+Measured per shape: requests/s, p50/p95/p99 per route and the error ratio (Locust's CSV), app
+CPU-ms per request (CPU of the gunicorn workers ÷ requests, psutil), per route by the workers'
+per-request thread CPU (gunicorn.conf.py), the ratio to the baseline's CPU-ms per request,
+Postgres CPU (the backends of the scratch database only) and Locust's own CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil  # type: ignore[import-untyped]  # no stubs locked
+import psycopg
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from load import evaluate  # noqa: E402
+from load.stages import FULL_PROFILE, duration  # noqa: E402
+from tests.processes import celery_worker_command, free_port  # noqa: E402
+
+REPORTS = ROOT / "reports" / "load"
+THRESHOLDS = ROOT / "load" / "thresholds"
+DEFAULT_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+BASELINE_APP_NAME = "mastery-baseline"
+BASELINE_PREFIX = ("/baseline",)
+HOT_ROUTES = ("GET /sessions/{id}/next", "POST /sessions/{id}/attempts")
+PROFILES = {"smoke": ("smoke",), "full": FULL_PROFILE}
+RESET_STATS = ("smoke", "steady", "soak")
+# Limits the load stack raises, and why (docs/load-testing.md "Rate limits"): every other
+# limit keeps its production value, and each simulated user has its own account and address.
+RAISED_LIMITS = {
+    # An instructor simulated for minutes starts more jobs than a real one does in an hour.
+    "RATELIMIT_GENERATION": "1000/minute",
+}
+INSTALL_HINT = "apt-get install redis-server"
+
+_started = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[load {time.monotonic() - _started:6.1f}s] {message}", flush=True)
+
+
+class LoadFailed(Exception):
+    """The stack did not come up, or a step failed."""
+
+
+# --- processes and the scratch database ------------------------------------------------------------
+
+
+class Processes:
+    """Children started by the run, each stopped by its own pid (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        self.children[name] = subprocess.Popen(  # noqa: S603 - our own fixed commands
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        return self.children[name]
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                raise LoadFailed(f"{name} exited with {child.returncode}; see its log below")
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.children)):
+            child = self.children.pop(name)
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+    def print_logs(self, lines: int = 30) -> None:
+        for log in sorted(self.logs.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            print(f"--- last {len(tail)} lines of {log.name} ---", *tail, sep="\n", flush=True)
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], timeout: float, alive: Callable[[], None]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise LoadFailed(f"{what}: not within {timeout:.0f} s")
+
+
+@contextmanager
+def scratch_database() -> Iterator[tuple[str, str]]:
+    """A new database on the server, dropped at the end: (SQLAlchemy URL, admin DSN)."""
+    server = make_url(os.environ.get("LOAD_DATABASE_URL") or DEFAULT_SERVER_URL)
+    name = f"mastery_load_{secrets.token_hex(4)}"
+    admin_dsn = server.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')  # a name made here, not input
+    say(f"scratch database {name} on {server.host}:{server.port}")
+    try:
+        url = server.set(drivername="postgresql+psycopg", database=name)
+        yield url.render_as_string(hide_password=False), admin_dsn
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        say(f"dropped {name}")
+
+
+# --- CPU accounting --------------------------------------------------------------------------------
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+@dataclass
+class CpuSnapshot:
+    """CPU seconds so far of the app's and the baseline's gunicorn workers, of the Postgres
+    backends of the scratch database (by application), and the per-route thread CPU."""
+
+    app_workers: dict[int, float]
+    baseline_workers: dict[int, float]
+    postgres: dict[int, tuple[str, float]]
+    routes: dict[str, tuple[int, float]]
+    baseline_routes: dict[str, tuple[int, float]]
+
+
+def worker_cpu(master: subprocess.Popen[bytes]) -> dict[int, float]:
+    workers = {}
+    for child in psutil.Process(master.pid).children():
+        try:
+            workers[child.pid] = cpu_seconds(child)
+        except psutil.NoSuchProcess:
+            continue
+    return workers
+
+
+def postgres_cpu(admin_dsn: str, database: str) -> dict[int, tuple[str, float]]:
+    backends: dict[int, tuple[str, float]] = {}
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchall()
+    for pid, application in rows:
+        try:
+            backends[pid] = (application or "platform", cpu_seconds(psutil.Process(pid)))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return backends
+
+
+def route_cpu(directory: Path) -> dict[str, tuple[int, float]]:
+    totals: dict[str, tuple[int, float]] = {}
+    for path in directory.glob("cpu-*.json"):
+        for route, (count, seconds) in json.loads(path.read_text()).items():
+            before = totals.get(route, (0, 0.0))
+            totals[route] = (before[0] + int(count), before[1] + float(seconds))
+    return totals
+
+
+@dataclass
+class Stack:
+    app: subprocess.Popen[bytes]
+    baseline: subprocess.Popen[bytes]
+    admin_dsn: str
+    database: str
+    cpu_dir: Path
+    baseline_cpu_dir: Path
+
+    def snapshot(self) -> CpuSnapshot:
+        return CpuSnapshot(
+            app_workers=worker_cpu(self.app),
+            baseline_workers=worker_cpu(self.baseline),
+            postgres=postgres_cpu(self.admin_dsn, self.database),
+            routes=route_cpu(self.cpu_dir),
+            baseline_routes=route_cpu(self.baseline_cpu_dir),
+        )
+
+
+def _delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+@dataclass
+class CpuReport:
+    app_seconds: float
+    baseline_seconds: float
+    postgres_platform_seconds: float
+    postgres_baseline_seconds: float
+    locust_seconds: float
+    wall_seconds: float
+    route_ms: dict[str, float] = field(default_factory=dict)  # CPU-ms per request by route
+    app_ms_per_request: float = 0.0
+    app_requests: int = 0
+    baseline_requests: int = 0
+    baseline_ms_per_request: float = 0.0
+    ratios: dict[str, float] = field(default_factory=dict)
+
+
+def _served(before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]) -> int:
+    return sum(count - before.get(route, (0, 0.0))[0] for route, (count, _) in after.items())
+
+
+def cpu_report(
+    before: CpuSnapshot, after: CpuSnapshot, locust_seconds: float, wall_seconds: float
+) -> CpuReport:
+    """Whole-worker CPU per request, split between routes by their share of thread CPU."""
+    app_seconds = _delta(before.app_workers, after.app_workers)
+    baseline_seconds = _delta(before.baseline_workers, after.baseline_workers)
+    pg_before = {pid: cpu for pid, (_, cpu) in before.postgres.items()}
+    pg_platform = {pid: cpu for pid, (a, cpu) in after.postgres.items() if a != BASELINE_APP_NAME}
+    pg_baseline = {pid: cpu for pid, (a, cpu) in after.postgres.items() if a == BASELINE_APP_NAME}
+    report = CpuReport(
+        app_seconds=app_seconds,
+        baseline_seconds=baseline_seconds,
+        postgres_platform_seconds=_delta(pg_before, pg_platform),
+        postgres_baseline_seconds=_delta(pg_before, pg_baseline),
+        locust_seconds=locust_seconds,
+        wall_seconds=wall_seconds,
+    )
+    threads = {
+        route: (
+            count - before.routes.get(route, (0, 0.0))[0],
+            cpu - before.routes.get(route, (0, 0.0))[1],
+        )
+        for route, (count, cpu) in after.routes.items()
+    }
+    thread_total = sum(cpu for _, cpu in threads.values())
+    # Requests as the workers counted them, over the same window as the CPU: Locust's
+    # statistics may start later (--reset-stats).
+    served = sum(count for count, _ in threads.values())
+    baseline_requests = _served(before.baseline_routes, after.baseline_routes)
+    report.baseline_requests = baseline_requests
+    if served:
+        report.app_ms_per_request = 1000 * app_seconds / served
+    report.app_requests = served
+    if baseline_requests:
+        report.baseline_ms_per_request = 1000 * baseline_seconds / baseline_requests
+    for route, (count, cpu) in threads.items():
+        if count > 0 and thread_total > 0:
+            report.route_ms[route] = 1000 * app_seconds * (cpu / thread_total) / count
+    if report.baseline_ms_per_request > 0:
+        for route, ms in report.route_ms.items():
+            report.ratios[route] = ms / report.baseline_ms_per_request
+    return report
+
+
+# --- the stack -------------------------------------------------------------------------------------
+
+
+def production_env(
+    tmp: Path, database_url: str, redis_port: int, args: argparse.Namespace
+) -> dict[str, str]:
+    """APP_ENV=production with every setting it requires; see docs/load-testing.md."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp),
+        "APP_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
+        "CORS_ORIGINS": "https://load.mastery.test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "STORAGE_URL": f"file://{tmp / 'storage'}",
+        "AI_PROVIDER": "offline",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+        "LOG_LEVEL": "INFO",
+        "GUNICORN_WORKERS": str(args.workers),
+        "GUNICORN_THREADS": str(args.threads),
+        **RAISED_LIMITS,
+    }
+    for passthrough in ("LANG", "LC_ALL", "PYTHONPATH"):
+        if passthrough in os.environ:
+            env[passthrough] = os.environ[passthrough]
+    return env
+
+
+def gunicorn(target: str, port: int) -> list[str]:
+    # --keep-alive 75: as behind a load balancer, which holds its upstream connections open.
+    # With gunicorn's default (2 s), a client that pauses ~2 s races the server closing the
+    # idle connection, and a POST sent into a closing connection fails (seen in the steady
+    # shape: HTTPConnectionClosed on POST /skills/{id}/items).
+    return [
+        sys.executable,
+        *("-m", "gunicorn", target, "-c", "gunicorn.conf.py"),
+        *("--bind", f"127.0.0.1:{port}", "--timeout", "60", "--keep-alive", "75"),
+    ]
+
+
+def run_cli(env: dict[str, str], *command: str) -> str:
+    cli_env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run(  # noqa: S603 - our own fixed command
+        [sys.executable, "-m", "flask", "--app", "app", *command],
+        cwd=ROOT,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise LoadFailed(f"flask {' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout.strip()
+
+
+@contextmanager
+def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str, str, Stack]]:
+    """(app URL, baseline URL, Stack) of a running, seeded production-like stack."""
+    if shutil.which("redis-server") is None:
+        raise LoadFailed(f"redis-server is not installed: `{INSTALL_HINT}` (as root)")
+    with ExitStack() as stack:
+        database_url, admin_dsn = stack.enter_context(scratch_database())
+        processes = Processes(tmp)
+        stack.callback(processes.stop_all)
+        ports = {name: free_port() for name in ("app", "baseline", "redis")}
+        env = production_env(tmp, database_url, ports["redis"], args)
+        (tmp / "metrics").mkdir()
+        (tmp / "cpu-app").mkdir()
+        (tmp / "cpu-baseline").mkdir()
+        try:
+            started = time.monotonic()
+            run_cli(env, "db", "upgrade")
+            say(f"migrated in {time.monotonic() - started:.1f} s")
+            say(run_cli(env, "seed", "load", "--confirm-load-environment", *args.seed_args))
+            redis_command = ["redis-server", "--bind", "127.0.0.1", "--port", str(ports["redis"])]
+            processes.start("redis", [*redis_command, "--save", "", "--appendonly", "no"], env)
+            processes.start("worker", celery_worker_command("load"), env)
+            app_target = "app:create_app()"
+            app_env = {**env, "MASTERY_CPU_ACCOUNTING_DIR": str(tmp / "cpu-app")}
+            if args.inject_delay_ms:
+                app_target = "load.delayed_app:create()"
+                app_env["LOAD_INJECT_DELAY_MS"] = str(args.inject_delay_ms)
+                say(f"INJECTED DELAY: {args.inject_delay_ms} ms on GET /sessions/{{id}}/next")
+            app = processes.start("platform", gunicorn(app_target, ports["app"]), app_env)
+            baseline_url = make_url(database_url).update_query_dict(
+                {"application_name": BASELINE_APP_NAME}
+            )
+            baseline_env = {
+                **env,
+                "MASTERY_CPU_ACCOUNTING_DIR": str(tmp / "cpu-baseline"),
+                "BASELINE_DATABASE_URL": baseline_url.render_as_string(hide_password=False),
+            }
+            baseline = processes.start(
+                "baseline", gunicorn("load.baseline_app:app", ports["baseline"]), baseline_env
+            )
+            app_url = f"http://127.0.0.1:{ports['app']}"
+            base_url = f"http://127.0.0.1:{ports['baseline']}"
+            for url in (app_url, base_url):
+                wait_until(
+                    f"{url}/healthz answers",
+                    lambda url=url: httpx.get(f"{url}/healthz").status_code == 200,  # type: ignore[misc]
+                    60,
+                    processes.check_alive,
+                )
+            say(
+                f"platform on {app_url} (gunicorn {args.workers} workers x {args.threads} "
+                f"threads, APP_ENV=production), baseline on {base_url}, Celery worker, redis"
+            )
+            yield app_url, base_url, Stack(
+                app,
+                baseline,
+                admin_dsn,
+                make_url(database_url).database or "",
+                tmp / "cpu-app",
+                tmp / "cpu-baseline",
+            )
+            processes.check_alive()
+        except BaseException:
+            processes.print_logs()
+            raise
+
+
+# --- Locust ----------------------------------------------------------------------------------------
+
+
+def run_locust(
+    shape: str, host: str, baseline_host: str | None, extra: list[str]
+) -> tuple[int, float]:
+    """Run one shape headless in a subprocess; (exit code, Locust's CPU seconds)."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "LOAD_SHAPE": shape, "PYTHONPATH": str(ROOT)}
+    env.pop("LOAD_BASELINE_HOST", None)
+    if baseline_host:
+        env["LOAD_BASELINE_HOST"] = baseline_host
+    command = [
+        sys.executable,
+        *("-m", "locust", "-f", str(ROOT / "load" / "locustfile.py"), "--headless"),
+        *("--host", host, "--csv", str(REPORTS / shape), "--html", str(REPORTS / f"{shape}.html")),
+        *("--only-summary", "--loglevel", "WARNING", "--stop-timeout", "10"),
+        # Constant-load shapes: statistics from the moment every user is spawned; the log-in
+        # storm of the ramp-up (Argon2id costs ~20 ms of CPU per log-in, on purpose) is not the
+        # steady state. Locust resets at every completed spawn, so the ramp and the spike keep
+        # their whole run.
+        *(["--reset-stats"] if shape in RESET_STATS else []),
+        *extra,
+    ]
+    say(f"locust: shape {shape} ({duration(shape):.0f} s) against {host}")
+    child = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own command
+    # wait4 (not Popen.wait) to get the child's own resource usage: Locust's CPU.
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, usage.ru_utime + usage.ru_stime
+
+
+# --- reporting -------------------------------------------------------------------------------------
+
+
+def route_table(measured: evaluate.Measurements, cpu: CpuReport | None) -> str:
+    lines = [
+        f"{'route':<38} {'reqs':>6} {'fail':>4} {'req/s':>6} {'p50':>5} {'p95':>5} {'p99':>5}"
+        f" {'CPU-ms':>7} {'x base':>6}"
+    ]
+    for route in sorted(measured.routes):
+        s = measured.routes[route]
+        ms = cpu.route_ms.get(route) if cpu else None
+        ratio = cpu.ratios.get(route) if cpu else None
+        lines.append(
+            f"{route:<38} {s.requests:>6} {s.failures:>4} {s.rps:>6.1f} {s.p50_ms:>5.0f}"
+            f" {s.p95_ms:>5.0f} {s.p99_ms:>5.0f} {_opt(ms, '.2f'):>7} {_opt(ratio, '.2f'):>6}"
+        )
+    t = measured.total
+    lines.append(
+        f"{'all platform requests':<38} {t.requests:>6} {t.failures:>4} {t.rps:>6.1f}"
+        f" {'':>5} {'':>5} {'':>5} {_opt(cpu.app_ms_per_request if cpu else None, '.2f'):>7}"
+    )
+    return "\n".join(lines)
+
+
+def _opt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def cpu_lines(cpu: CpuReport) -> str:
+    wall = max(cpu.wall_seconds, 1e-9)
+    baseline_requests = cpu.baseline_requests
+    pg_ms = 1000 * cpu.postgres_platform_seconds / max(cpu.app_requests, 1)
+    pg_base_ms = 1000 * cpu.postgres_baseline_seconds / max(baseline_requests, 1)
+    ratios = ", ".join(f"{r} {cpu.ratios.get(r, float('nan')):.2f}x" for r in HOT_ROUTES)
+    return "\n".join(
+        [
+            f"app CPU: {cpu.app_seconds:.1f} s over {wall:.0f} s ({cpu.app_seconds / wall:.2f} cores)"
+            f" = {cpu.app_ms_per_request:.2f} CPU-ms per request ({cpu.app_requests} requests"
+            " served, log-ins included)",
+            f"baseline (one PK SELECT, same gunicorn config): {cpu.baseline_ms_per_request:.2f}"
+            f" CPU-ms per request ({baseline_requests} requests, {cpu.baseline_seconds:.1f} s)",
+            f"ratio to baseline: {ratios}",
+            f"Postgres CPU (scratch database's backends): platform {cpu.postgres_platform_seconds:.1f} s"
+            f" = {pg_ms:.2f} ms per request; baseline {pg_base_ms:.2f} ms per request",
+            f"load generator (Locust) CPU: {cpu.locust_seconds:.1f} s"
+            f" ({cpu.locust_seconds / wall:.2f} cores)",
+        ]
+    )
+
+
+def evaluate_shape(
+    shape: str, thresholds_path: Path, cpu: CpuReport | None, measured: evaluate.Measurements
+) -> list[str]:
+    thresholds = evaluate.load_thresholds(thresholds_path)
+    measured = evaluate.Measurements(
+        routes=measured.routes, total=measured.total, cpu_ratio=cpu.ratios if cpu else {}
+    )
+    checks = evaluate.evaluate(thresholds, measured, with_cpu=cpu is not None)
+    print(
+        f"\nThresholds ({thresholds_path.relative_to(ROOT)}):\n{evaluate.table(checks)}", flush=True
+    )
+    return [f"{shape}: {problem}" for problem in evaluate.failures(checks)]
+
+
+def run_shape(
+    shape: str, args: argparse.Namespace, host: str, baseline_host: str | None, stack: Stack | None
+) -> list[str]:
+    before = stack.snapshot() if stack else None
+    started = time.monotonic()
+    code, locust_cpu = run_locust(shape, host, baseline_host, args.locust_args)
+    wall = time.monotonic() - started
+    if code not in (0, 1):  # 1: some request failed, which the error threshold reports
+        return [f"{shape}: locust exited with {code}"]
+    measured = evaluate.read_locust_csv(REPORTS / shape, exclude=BASELINE_PREFIX)
+    cpu = None
+    if stack is not None and before is not None:
+        time.sleep(1.0)  # the workers flush their per-route totals every 0.5 s
+        cpu = cpu_report(before, stack.snapshot(), locust_cpu, wall)
+    print(f"\n=== {shape}: {wall:.0f} s against {host} ===\n{route_table(measured, cpu)}")
+    print(
+        f"requests/s {measured.total.rps:.1f}; error ratio {measured.total.error_ratio:.4f}"
+        f" ({measured.total.failures} of {measured.total.requests})"
+    )
+    if cpu is not None:
+        print(cpu_lines(cpu))
+        summary = {
+            "shape": shape,
+            "cpu": asdict(cpu),
+            "routes": {r: asdict(s) for r, s in measured.routes.items()},
+        }
+        (REPORTS / f"{shape}-summary.json").write_text(json.dumps(summary, indent=2))
+    else:
+        print(f"load generator (Locust) CPU: {locust_cpu:.1f} s (no server CPU: remote host)")
+    thresholds = args.thresholds or THRESHOLDS / f"{shape}.toml"
+    return evaluate_shape(shape, thresholds, cpu, measured)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m load.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    parser.add_argument(
+        "--shape",
+        choices=sorted({s for p in PROFILES.values() for s in p} | {"steady"}),
+        action="append",
+        help="run these shapes instead of the profile's",
+    )
+    parser.add_argument("--host", help="run against this deployment; start nothing")
+    parser.add_argument("--thresholds", type=Path, help="one thresholds file for every shape")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", 2)))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", 4)))
+    parser.add_argument("--inject-delay-ms", type=int, default=0, help="slow down /next on purpose")
+    parser.add_argument(
+        "--learners", type=int, help="seeded learners (smoke: 1000, to stay fast; full: 5000)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the stack's logs directory")
+    args, locust_args = parser.parse_known_args(argv)
+    args.locust_args = locust_args
+    learners = args.learners or (1000 if args.profile == "smoke" and not args.shape else 5000)
+    args.seed_args = ["--learners", str(learners)]
+    shapes = args.shape or list(PROFILES[args.profile])
+    problems: list[str] = []
+    if args.host:
+        for shape in shapes:
+            problems += run_shape(shape, args, args.host, None, None)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="mastery-load-"))
+        try:
+            with production_stack(tmp, args) as (app_url, baseline_url, stack):
+                for shape in shapes:
+                    problems += run_shape(shape, args, app_url, baseline_url, stack)
+        except LoadFailed as failure:
+            say(f"LOAD RUN FAILED: {failure}")
+            return 2
+        finally:
+            if args.keep:
+                say(f"kept {tmp}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nreports: {REPORTS.relative_to(ROOT)}/<shape>.html and <shape>_stats.csv")
+    if problems:
+        print("\nLOAD GATE FAILED:", *(f"  - {p}" for p in problems), sep="\n", flush=True)
+        return 1
+    print(f"\nLOAD GATE PASSED: every threshold held ({', '.join(shapes)})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
