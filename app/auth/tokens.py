@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, g
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -311,7 +311,13 @@ def logout(session: Session, raw_refresh: str, raw_access: str | None = None) ->
 
 
 def revocation_reason(session: Session, claims: dict[str, Any]) -> str | None:
-    """Why a verified access token must be refused despite its valid signature, or None."""
+    """Why a verified access token must be refused despite its valid signature, or None.
+
+    One statement answers all three questions (deny-listed? family alive? issued before the
+    user's cutoff?) and loads the user for the user loader: this runs on every authenticated
+    request. The user is kept on `g` because the session's identity map holds objects weakly;
+    without a reference the loader would read the same row again.
+    """
     jti = claims.get("jti")
     try:
         family_id = uuid.UUID(str(claims["fam"])) if "fam" in claims else None
@@ -324,13 +330,16 @@ def revocation_reason(session: Session, claims: dict[str, Any]) -> str | None:
         if family_id is not None
         else true()
     )
-    is_denied, is_alive = session.execute(select(denied, family_alive)).one()
+    row = session.execute(select(User, denied, family_alive).where(User.id == user_id)).first()
+    if row is None:
+        return None  # no such user: the user loader refuses the token ("unknown user")
+    user, is_denied, is_alive = row
+    g.mastery_token_user = user
     if is_denied:
         return "deny_listed"
     if not is_alive:
         return "session_ended"
-    user = session.get(User, user_id)  # the user loader's own lookup then hits the identity map
-    if user is not None and issued_before_cutoff(user, claims):
+    if issued_before_cutoff(user, claims):
         return "before_cutoff"
     return None
 
@@ -382,7 +391,10 @@ def init_app(app: Flask, config: Settings) -> None:
             user_id = uuid.UUID(claims["sub"])
         except (KeyError, ValueError):
             return None
-        user = get_session().get(User, user_id)
+        loaded = g.pop("mastery_token_user", None)  # read by revocation_reason just before
+        user = loaded if isinstance(loaded, User) and loaded.id == user_id else None
+        if user is None:
+            user = get_session().get(User, user_id)
         return user if user is not None and user.is_active else None
 
     @jwt.token_in_blocklist_loader

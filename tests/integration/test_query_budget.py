@@ -25,17 +25,17 @@ from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
 from tests.conftest import start_practice
 
-# Statements per request. Each includes 3 of authentication (the token's revocation check and
-# the user row, read twice: app/auth). next: session (locked), course status, skill state,
+# Statements per request. Each includes 1 of authentication (the user row with the token's
+# deny-list and family checks in one query: app/auth/tokens.py revocation_reason). next: session (locked), course status, skill state,
 # the bank's (id, a, b), recent history, the chosen item, the session update. attempts: read
 # and validate (session, replay, course, item), then under the lock session, replay, course,
 # item, first-answer check, skill state, and four writes.
 BUDGET = {
-    "GET /sessions/{id}/next": 10,
-    "POST /sessions/{id}/attempts": 16,
-    "GET /me/progress": 4,
-    "GET /skills/{id}/items": 5,
-    "GET /courses": 4,
+    "GET /sessions/{id}/next": 8,
+    "POST /sessions/{id}/attempts": 14,
+    "GET /me/progress": 2,
+    "GET /skills/{id}/items": 3,
+    "GET /courses": 2,
 }
 ISOLATION = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
 
