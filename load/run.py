@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from load import evaluate  # noqa: E402
 from load.stages import FULL_PROFILE, duration  # noqa: E402
-from tests.processes import celery_worker_command, free_port  # noqa: E402
+from tests.processes import ProcessGroup, celery_worker_command, free_port  # noqa: E402
 
 REPORTS = ROOT / "reports" / "load"
 THRESHOLDS = ROOT / "load" / "thresholds"
@@ -74,42 +73,6 @@ class LoadFailed(Exception):
 
 
 # --- processes and the scratch database ------------------------------------------------------------
-
-
-class Processes:
-    """Children started by the run, each stopped by its own pid (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("wb")
-        self.children[name] = subprocess.Popen(  # noqa: S603 - our own fixed commands
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        return self.children[name]
-
-    def check_alive(self) -> None:
-        for name, child in self.children.items():
-            if child.poll() is not None:
-                raise LoadFailed(f"{name} exited with {child.returncode}; see its log below")
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.children)):
-            child = self.children.pop(name)
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-
-    def print_logs(self, lines: int = 30) -> None:
-        for log in sorted(self.logs.glob("*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-lines:]
-            print(f"--- last {len(tail)} lines of {log.name} ---", *tail, sep="\n", flush=True)
 
 
 def wait_until(
@@ -350,7 +313,7 @@ def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str,
         raise LoadFailed(f"redis-server is not installed: `{INSTALL_HINT}` (as root)")
     with ExitStack() as stack:
         database_url, admin_dsn = stack.enter_context(scratch_database())
-        processes = Processes(tmp)
+        processes = ProcessGroup(tmp, LoadFailed, cwd=ROOT)
         stack.callback(processes.stop_all)
         ports = {name: free_port() for name in ("app", "baseline", "redis")}
         env = production_env(tmp, database_url, ports["redis"], args)

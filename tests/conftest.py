@@ -166,3 +166,29 @@ def web(settings: Settings, redis_url: str, job_queue: str) -> Iterator[APIFlask
     )
     yield app
     get_database(app).engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3-compatible endpoint on loopback: moto's server, shared by the tests of a worker."""
+    from moto.server import ThreadedMotoServer  # imported here: only S3 tests pay for it
+
+    from tests.plugins.services import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point boto3 at `s3_endpoint` with dummy credentials, whatever the developer's AWS setup."""
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return s3_endpoint

@@ -1,7 +1,9 @@
-"""Subprocesses the integration tests start for real: gunicorn and Celery workers.
+"""Subprocesses started for real: gunicorn and Celery workers for the integration tests, and
+whole stacks for the orchestrators (ops/drill/alert_drill.py, ops/staging/staging.py,
+load/run.py).
 
-Each gets an environment of its own (never the developer's `.env`: it runs in the test's
-temporary directory) and writes its output to a log file the test can read on failure.
+Each gets an environment of its own (never the developer's `.env`: it runs in a temporary
+directory) and writes its output to a log file to read on failure.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +50,10 @@ def celery_worker_command(name: str) -> list[str]:
 
 
 def launch(
-    command: list[str], tmp_path: Path, env: dict[str, str], log: Path
+    command: list[str], tmp_path: Path, env: dict[str, str] | None, log: Path
 ) -> subprocess.Popen[bytes]:
-    """Start `command` in `tmp_path` (no `.env` there), its output going to `log`."""
+    """Start `command` in `tmp_path` (no `.env` there), its output going to `log`; `env=None`
+    inherits this process's environment."""
     with log.open("wb") as sink:
         return subprocess.Popen(  # a fixed command line
             command, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
@@ -65,3 +70,63 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class ProcessGroup:
+    """An orchestrator's child processes, each logging to `<logs>/<name>.log` and stopped by its
+    own pid (never a process group or a name match, so nothing else on the machine is touched).
+
+    `failure` is the exception `check_alive` raises, so each orchestrator reports a crashed
+    child in its own terms; `announce` prints progress lines in the orchestrator's format;
+    `cwd` is where the children run (default: the logs directory).
+    """
+
+    def __init__(
+        self,
+        logs: Path,
+        failure: type[Exception] = RuntimeError,
+        announce: Callable[[str], None] = lambda _line: None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.logs = logs
+        self.cwd = cwd or logs
+        self.failure = failure
+        self.announce = announce
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `command` as `name` in the group's working directory (default: the logs
+        directory); `env=None` inherits this process's environment."""
+        self.announce(f"starting {name}: {' '.join(command)}")
+        child = launch(command, self.cwd, env, self.logs / f"{name}.log")
+        self.children[name] = child
+        return child
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                raise self.failure(f"{name} exited with {child.returncode}; see its log below")
+
+    def stop(self, name: str, timeout: float = 20) -> None:
+        stop(self.children.pop(name), timeout)
+
+    def stop_all(self, timeout: float = 20) -> None:
+        """SIGTERM to every child at once (their graceful shutdowns overlap), then wait in
+        reverse start order; a child still running after `timeout` gets SIGKILL."""
+        children = {name: self.children.pop(name) for name in reversed(list(self.children))}
+        for child in children.values():
+            if child.poll() is None:
+                child.terminate()
+        started = time.monotonic()
+        for name, child in children.items():
+            stop(child, timeout=max(0.1, started + timeout - time.monotonic()))
+            self.announce(f"{name} stopped after {time.monotonic() - started:.1f} s")
+
+    def print_logs(self, lines: int = 30, patterns: tuple[str, ...] = ("*.log",)) -> None:
+        """The last `lines` lines of every log matching `patterns` under the logs directory."""
+        for pattern in patterns:
+            for log in sorted(self.logs.glob(pattern)):
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                print(f"--- last {len(tail)} lines of {log.name} ---", *tail, sep="\n", flush=True)

@@ -29,8 +29,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +47,10 @@ import yaml
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tests.processes, when run as a script
+
+from tests.processes import ProcessGroup, free_port  # noqa: E402
+
 PROMETHEUS_CONFIG = ROOT / "ops" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "ops" / "alertmanager" / "alertmanager.yml"
 DASHBOARD = ROOT / "ops" / "grafana" / "dashboards" / "mastery.json"
@@ -78,13 +80,6 @@ def say(message: str) -> None:
 
 class DrillFailed(Exception):
     """A step of the drill did not happen within its bound."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until(
@@ -197,45 +192,6 @@ def serving(server: ThreadingHTTPServer) -> Iterator[None]:
 
 
 # --- processes ------------------------------------------------------------------------------------
-
-
-class Processes:
-    """The child processes the drill started; each is stopped (by its own pid) at the end."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
-        say(f"starting {name}: {' '.join(command)}")
-        self.children[name] = subprocess.Popen(  # noqa: S603 - our own fixed commands
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def stop(self, name: str) -> None:
-        child = self.children.pop(name)
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-    def check_alive(self) -> None:
-        for name, child in self.children.items():
-            if child.poll() is not None:
-                raise DrillFailed(f"{name} exited with {child.returncode}; see its log below")
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.children)):
-            self.stop(name)
-
-    def print_logs(self, lines: int = 25) -> None:
-        for log in sorted(self.logs.glob("*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-lines:]
-            print(f"--- last {len(tail)} lines of {log.name} ---", *tail, sep="\n", flush=True)
 
 
 # --- generated configuration ----------------------------------------------------------------------
@@ -461,7 +417,7 @@ def run(tmp: Path) -> None:
 
 
 def run_with_database(tmp: Path, database_url: str) -> None:
-    processes = Processes(tmp)
+    processes = ProcessGroup(tmp, DrillFailed, say, cwd=ROOT)
     ports = {name: free_port() for name in ("app", "prometheus", "alertmanager", "redis")}
     webhook = Webhook()
     ai = fake_openai_server()

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.processes and this directory's modules
 
 from ops.staging.certs import self_signed  # noqa: E402
-from tests.processes import base_env, celery_worker_command, free_port, launch, stop  # noqa: E402
+from tests.processes import ProcessGroup, base_env, celery_worker_command, free_port  # noqa: E402
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 DEFAULT_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -133,40 +133,6 @@ def nginx_config(tmp: Path, ports: dict[str, int], cert: Path, key: Path) -> Pat
     return path
 
 
-class Stack:
-    """The child processes, each stopped by its own pid at the end (reverse start order)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        say(f"starting {name}")
-        self.children[name] = launch(command, self.tmp, env, self.tmp / f"{name}.log")
-
-    def check_alive(self) -> None:
-        for name, child in self.children.items():
-            if child.poll() is not None:
-                raise StagingFailed(f"{name} exited with {child.returncode}; see its log below")
-
-    def stop_all(self, timeout: float = 20) -> None:
-        """SIGTERM to every child at once (their graceful shutdowns overlap), then wait; a
-        child still running after `timeout` gets SIGKILL from `stop`."""
-        children = {name: self.children.pop(name) for name in reversed(list(self.children))}
-        for child in children.values():
-            if child.poll() is None:
-                child.terminate()
-        started = time.monotonic()
-        for name, child in children.items():
-            stop(child, timeout=max(0.1, started + timeout - time.monotonic()))
-            say(f"{name} stopped after {time.monotonic() - started:.1f} s")
-
-    def print_logs(self, lines: int = 30) -> None:
-        for log in sorted(self.tmp.glob("*.log")) + sorted(self.tmp.glob("nginx/*.log")):
-            tail = log.read_text(errors="replace").splitlines()[-lines:]
-            print(f"--- last {len(tail)} lines of {log.name} ---", *tail, sep="\n", flush=True)
-
-
 def run_cli(command: list[str], env: dict[str, str], cwd: Path) -> None:
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)  # noqa: S603
     if result.returncode != 0:
@@ -199,7 +165,7 @@ def run_with_database(tmp: Path, database_url: str, smoke_args: list[str]) -> in
     # The web workers share metric files; one-off CLI processes must not write into them.
     env = {**cli_env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
     (tmp / "metrics").mkdir()
-    stack = Stack(tmp)
+    stack = ProcessGroup(tmp, StagingFailed, say)
     try:
         stack.start(
             "redis",
@@ -281,10 +247,10 @@ def run_with_database(tmp: Path, database_url: str, smoke_args: list[str]) -> in
         status = subprocess.run(command, cwd=ROOT, env=smoke_env).returncode  # noqa: S603
         stack.check_alive()  # a crash during the run is a failure even if the checks passed
         if status != 0:
-            stack.print_logs()
+            stack.print_logs(patterns=("*.log", "nginx/*.log"))
         return status
     except Exception:
-        stack.print_logs()
+        stack.print_logs(patterns=("*.log", "nginx/*.log"))
         raise
     finally:
         stack.stop_all()

@@ -19,7 +19,6 @@ import pytest
 from apiflask import APIFlask
 from click.testing import Result
 from flask.testing import FlaskClient
-from moto.server import ThreadedMotoServer
 from sqlalchemy.engine import Connection
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
@@ -33,7 +32,6 @@ from app.db import get_database
 from app.storage import LocalStorage, get_storage
 from tests.conftest import PASSWORD, bearer
 from tests.plugins.database import database_url, drop_database
-from tests.plugins.services import free_port
 
 pytestmark = pytest.mark.commits
 
@@ -461,23 +459,8 @@ def test_a_sqlite_database_is_refused_with_a_clear_message(
 # --- an S3-compatible store ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+def bucket(aws_env: str) -> str:
     name = f"backups-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name

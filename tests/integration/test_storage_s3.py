@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import boto3
 import pytest
@@ -13,7 +13,6 @@ from apiflask import APIFlask
 from botocore.config import Config
 from botocore.stub import Stubber
 from flask.testing import FlaskClient
-from moto.server import ThreadedMotoServer
 
 from app.auth.models import Role, User
 from app.config import Settings
@@ -22,26 +21,6 @@ from app.storage import ObjectNotFound, S3Storage, StorageError, build_storage
 from tests.plugins.services import free_port
 
 BUCKET = "mastery-test"
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws_env(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return endpoint
 
 
 @pytest.fixture
