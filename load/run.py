@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,11 +43,16 @@ sys.path.insert(0, str(ROOT))
 
 from load import evaluate  # noqa: E402
 from load.stages import FULL_PROFILE, duration  # noqa: E402
-from tests.processes import ProcessGroup, celery_worker_command, free_port  # noqa: E402
+from tests.processes import (  # noqa: E402
+    ProcessGroup,
+    celery_worker_command,
+    free_port,
+    scratch_database,
+    wait_until,
+)
 
 REPORTS = ROOT / "reports" / "load"
 THRESHOLDS = ROOT / "load" / "thresholds"
-DEFAULT_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BASELINE_APP_NAME = "mastery-baseline"
 BASELINE_PREFIX = ("/baseline",)
 HOT_ROUTES = ("GET /sessions/{id}/next", "POST /sessions/{id}/attempts")
@@ -73,41 +78,6 @@ class LoadFailed(Exception):
 
 
 # --- processes and the scratch database ------------------------------------------------------------
-
-
-def wait_until(
-    what: str, check: Callable[[], bool], timeout: float, alive: Callable[[], None]
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive()
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise LoadFailed(f"{what}: not within {timeout:.0f} s")
-
-
-@contextmanager
-def scratch_database() -> Iterator[tuple[str, str]]:
-    """A new database on the server, dropped at the end: (SQLAlchemy URL, admin DSN)."""
-    server = make_url(os.environ.get("LOAD_DATABASE_URL") or DEFAULT_SERVER_URL)
-    name = f"mastery_load_{secrets.token_hex(4)}"
-    admin_dsn = server.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')  # a name made here, not input
-    say(f"scratch database {name} on {server.host}:{server.port}")
-    try:
-        url = server.set(drivername="postgresql+psycopg", database=name)
-        yield url.render_as_string(hide_password=False), admin_dsn
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        say(f"dropped {name}")
 
 
 # --- CPU accounting --------------------------------------------------------------------------------
@@ -312,7 +282,10 @@ def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str,
     if shutil.which("redis-server") is None:
         raise LoadFailed(f"redis-server is not installed: `{INSTALL_HINT}` (as root)")
     with ExitStack() as stack:
-        database_url, admin_dsn = stack.enter_context(scratch_database())
+        database = stack.enter_context(
+            scratch_database(os.environ.get("LOAD_DATABASE_URL"), "mastery_load", LoadFailed, say)
+        )
+        database_url = database.url
         processes = ProcessGroup(tmp, LoadFailed, cwd=ROOT)
         stack.callback(processes.stop_all)
         ports = {name: free_port() for name in ("app", "baseline", "redis")}
@@ -349,11 +322,13 @@ def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str,
             app_url = f"http://127.0.0.1:{ports['app']}"
             base_url = f"http://127.0.0.1:{ports['baseline']}"
             for url in (app_url, base_url):
+                # The default argument binds this iteration's URL (mypy: lambda defaults).
                 wait_until(
                     f"{url}/healthz answers",
                     lambda url=url: httpx.get(f"{url}/healthz").status_code == 200,  # type: ignore[misc]
                     60,
                     processes.check_alive,
+                    failure=LoadFailed,
                 )
             say(
                 f"platform on {app_url} (gunicorn {args.workers} workers x {args.threads} "
@@ -362,8 +337,8 @@ def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str,
             yield app_url, base_url, Stack(
                 app,
                 baseline,
-                admin_dsn,
-                make_url(database_url).database or "",
+                database.admin_dsn,
+                database.name,
                 tmp / "cpu-app",
                 tmp / "cpu-baseline",
             )

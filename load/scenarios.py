@@ -28,7 +28,7 @@ from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 # Which course, skill and answer a user picks: load-test variety, not secrets.
-_rng = random.Random()  # noqa: S311
+_rng = random.Random()  # noqa: S311 - picks simulated answers, not secrets
 LOAD_DOMAIN = "load.mastery.test"
 PASSWORD = os.environ.get("LOAD_PASSWORD", "mastery-load-shared-password")
 LEARNERS = int(os.environ.get("LOAD_LEARNERS", "1000"))

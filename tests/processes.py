@@ -9,15 +9,24 @@ directory) and writes its output to a log file to read on failure.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
 ROOT = Path(__file__).resolve().parents[1]
+# The local server the orchestrators fall back to (trust auth, as on the CI machines).
+DEFAULT_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def free_port() -> int:
@@ -130,3 +139,68 @@ class ProcessGroup:
             for log in sorted(self.logs.glob(pattern)):
                 tail = log.read_text(errors="replace").splitlines()[-lines:]
                 print(f"--- last {len(tail)} lines of {log.name} ---", *tail, sep="\n", flush=True)
+
+
+def wait_until(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    alive: Callable[[], None] | None = None,
+    *,
+    failure: type[Exception] = TimeoutError,
+    interval: float = 0.2,
+) -> float:
+    """Poll `check` until it is true and return the seconds it took. `failure` after `timeout`,
+    or whatever `alive` raises as soon as it does (a child process died). A connection error
+    counts as "not yet": the thing polled is usually a server still starting."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if alive is not None:
+            alive()
+        try:
+            if check():
+                return time.monotonic() - started
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(interval)  # the other process gives nothing to wait on but its answers
+    raise failure(f"{what}: not within {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class ScratchDatabase:
+    name: str
+    url: str  # SQLAlchemy URL for the platform (postgresql+psycopg)
+    admin_dsn: str  # libpq DSN of the server's maintenance database, for CREATE/DROP and stats
+
+
+@contextmanager
+def scratch_database(
+    server_url: str | None,
+    prefix: str,
+    failure: type[Exception] = RuntimeError,
+    announce: Callable[[str], None] = lambda _line: None,
+) -> Iterator[ScratchDatabase]:
+    """A new, empty database named `<prefix>_<random>` on `server_url`'s server (default: the
+    local one), dropped at the end even if the caller fails."""
+    server = make_url(server_url or DEFAULT_SERVER_URL)
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin_dsn = server.set(
+        drivername="postgresql", database=server.database or "postgres"
+    ).render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')  # a name made here, not input
+    except psycopg.Error as error:
+        raise failure(
+            f"cannot create a scratch database on {server.render_as_string()}: {error}. "
+            "Start Postgres there, or point the *_DATABASE_URL variable at a server where the "
+            "user may CREATE DATABASE"
+        ) from error
+    announce(f"scratch database {name} on {server.host}:{server.port}")
+    try:
+        url = server.set(drivername="postgresql+psycopg", database=name)
+        yield ScratchDatabase(name, url.render_as_string(hide_password=False), admin_dsn)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        announce(f"dropped {name}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+
+# subprocess: pg_dump/pg_restore with fixed argument lists.
 import subprocess  # nosec B404
 from dataclasses import dataclass
 from pathlib import Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# subprocess: runs only the repository's own drill script.
 import subprocess  # nosec B404
 import sys
 import uuid

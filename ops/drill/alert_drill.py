@@ -34,22 +34,22 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import yaml
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.processes, when run as a script
 
-from tests.processes import ProcessGroup, free_port  # noqa: E402
+from tests.processes import ProcessGroup, free_port, scratch_database  # noqa: E402
+from tests.processes import wait_until as poll_until  # noqa: E402
 
 PROMETHEUS_CONFIG = ROOT / "ops" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "ops" / "alertmanager" / "alertmanager.yml"
@@ -68,7 +68,6 @@ DEMO = {
 }
 BINARIES = ("prometheus", "prometheus-alertmanager", "redis-server")
 # The Postgres server the scratch database is created on (and dropped from at the end).
-DEFAULT_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager redis-server"
 
 _started = time.monotonic()
@@ -82,22 +81,8 @@ class DrillFailed(Exception):
     """A step of the drill did not happen within its bound."""
 
 
-def wait_until(
-    what: str, check: Callable[[], bool], timeout: float, alive: Callable[[], None] | None = None
-) -> float:
-    """Poll `check` until it is true; the seconds it took. DrillFailed after `timeout`, or as
-    soon as `alive` raises (a child process died)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if alive is not None:
-            alive()
-        try:
-            if check():
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise DrillFailed(f"{what}: not within {timeout:.0f} s")
+# Polls every 0.5 s (Prometheus evaluates rules every second here); DrillFailed on timeout.
+wait_until = partial(poll_until, failure=DrillFailed, interval=0.5)
 
 
 # --- small HTTP servers run by the drill ----------------------------------------------------------
@@ -241,27 +226,6 @@ def alertmanager_config(tmp: Path, webhook_port: int) -> Path:
     path = tmp / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """A new, empty database on DRILL_DATABASE_URL's (else TEST_DATABASE_URL's, else the local)
-    server, dropped at the end; its SQLAlchemy URL."""
-    server = make_url(
-        os.environ.get("DRILL_DATABASE_URL")
-        or os.environ.get("TEST_DATABASE_URL")
-        or DEFAULT_SERVER_URL
-    )
-    name = f"mastery_drill_{secrets.token_hex(4)}"
-    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')  # a name made here, not input
-    say(f"scratch database {name} on {server.host}:{server.port}")
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- traffic --------------------------------------------------------------------------------------
@@ -412,8 +376,9 @@ def dashboard_targets() -> list[tuple[str, str, str]]:
 
 
 def run(tmp: Path) -> None:
-    with scratch_database() as database_url:
-        run_with_database(tmp, database_url)
+    server_url = os.environ.get("DRILL_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    with scratch_database(server_url, "mastery_drill", DrillFailed, say) as database:
+        run_with_database(tmp, database.url)
 
 
 def run_with_database(tmp: Path, database_url: str) -> None:

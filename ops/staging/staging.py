@@ -31,22 +31,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.processes and this directory's modules
 
 from ops.staging.certs import self_signed  # noqa: E402
-from tests.processes import ProcessGroup, base_env, celery_worker_command, free_port  # noqa: E402
+from tests.processes import (  # noqa: E402
+    ProcessGroup,
+    base_env,
+    celery_worker_command,
+    free_port,
+    scratch_database,
+    wait_until,
+)
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
-DEFAULT_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 INSTALL_HINT = "apt-get install -y nginx redis-server"
 ALLOWED_ORIGIN = "https://app.staging.test"
 ADMIN_EMAIL = "smoke-admin@staging.test"
@@ -73,45 +75,6 @@ def missing_binaries() -> list[str]:
     return missing + [name for name in ("redis-server",) if shutil.which(name) is None]
 
 
-def wait_until(what: str, check: Callable[[], bool], alive: Callable[[], None]) -> None:
-    """Poll `check` until true; StagingFailed after START_TIMEOUT or when a process died."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        alive()
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.2)
-    raise StagingFailed(f"{what}: not within {START_TIMEOUT:.0f} s")
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """A new, empty database, dropped at the end; its SQLAlchemy URL."""
-    server = make_url(os.environ.get("STAGING_DATABASE_URL") or DEFAULT_SERVER_URL)
-    name = f"mastery_staging_{secrets.token_hex(4)}"
-    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')  # a name made here, not input
-    except psycopg.Error as error:
-        raise StagingFailed(
-            f"cannot create a scratch database on {server.render_as_string()}: {error}. "
-            "Start Postgres there, or point STAGING_DATABASE_URL at a server where the user may "
-            "CREATE DATABASE"
-        ) from error
-    say(f"scratch database {name} on {server.host}:{server.port}")
-    try:
-        url = server.set(drivername="postgresql+psycopg", database=name)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        say(f"dropped {name}")
-
-
 def nginx_config(tmp: Path, ports: dict[str, int], cert: Path, key: Path) -> Path:
     prefix = tmp / "nginx"
     prefix.mkdir()
@@ -134,6 +97,7 @@ def nginx_config(tmp: Path, ports: dict[str, int], cert: Path, key: Path) -> Pat
 
 
 def run_cli(command: list[str], env: dict[str, str], cwd: Path) -> None:
+    # S603: our own fixed command lines, never input.
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)  # noqa: S603
     if result.returncode != 0:
         raise StagingFailed(
@@ -142,8 +106,11 @@ def run_cli(command: list[str], env: dict[str, str], cwd: Path) -> None:
 
 
 def run(tmp: Path, smoke_args: list[str]) -> int:
-    with scratch_database() as database_url:
-        return run_with_database(tmp, database_url, smoke_args)
+    database = scratch_database(
+        os.environ.get("STAGING_DATABASE_URL"), "mastery_staging", StagingFailed, say
+    )
+    with database as scratch:
+        return run_with_database(tmp, scratch.url, smoke_args)
 
 
 def run_with_database(tmp: Path, database_url: str, smoke_args: list[str]) -> int:
@@ -217,7 +184,9 @@ def run_with_database(tmp: Path, database_url: str, smoke_args: list[str]) -> in
             wait_until(
                 "the platform answers /readyz through the TLS proxy",
                 lambda: probe.get(f"{base_url}/readyz").status_code == 200,
+                START_TIMEOUT,
                 stack.check_alive,
+                failure=StagingFailed,
             )
         worker_log = tmp / "worker.log"
         wait_until(
@@ -226,7 +195,9 @@ def run_with_database(tmp: Path, database_url: str, smoke_args: list[str]) -> in
                 "@" in line and "ready." in line
                 for line in worker_log.read_text(errors="replace").splitlines()
             ),
+            START_TIMEOUT,
             stack.check_alive,
+            failure=StagingFailed,
         )
         say(f"stack up: {base_url} (TLS) -> gunicorn 127.0.0.1:{ports['app']}; Celery worker ready")
 
@@ -244,6 +215,7 @@ def run_with_database(tmp: Path, database_url: str, smoke_args: list[str]) -> in
             "SMOKE_ADMIN_PASSWORD": admin_password,
             "SMOKE_METRICS_TOKEN": metrics_token,
         }
+        # S603: the smoke suite's fixed command line.
         status = subprocess.run(command, cwd=ROOT, env=smoke_env).returncode  # noqa: S603
         stack.check_alive()  # a crash during the run is a failure even if the checks passed
         if status != 0:

@@ -5,6 +5,8 @@ IP; row counts and references must survive, and the same key must give the same 
 from __future__ import annotations
 
 import json
+
+# subprocess: runs pg_dump on the test's own database.
 import subprocess  # nosec B404
 import uuid
 from collections.abc import Iterator

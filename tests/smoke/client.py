@@ -95,7 +95,7 @@ class Ledger:
             # Every failure is reported and none stops the rest, so any exception is caught.
             try:
                 undo()
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:  # noqa: BLE001 - see the comment above
                 self.failed.append(f"{description}: {error}")
             else:
                 self.done.append(description)
