@@ -17,19 +17,22 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
+from app.learning.models import Attempt
 from tests.conftest import start_practice
 
 # Statements per request. Each includes 1 of authentication (the user row with the token's
 # deny-list and family checks in one query: app/auth/tokens.py revocation_reason). next: session (locked), course status, skill state,
 # the bank's (id, a, b), recent history, the chosen item, the session update. attempts: read
 # and validate (session, replay, course, item), then under the lock session, replay, course,
-# item, first-answer check, skill state, and four writes.
+# item, first-answer check, skill state, and four writes. A learner's first answer to an item
+# also calibrates it (one more UPDATE of the item): that write depends on which item the engine
+# chose, not on the data size, so it is checked on its own and left out of the comparison.
 BUDGET = {
     "GET /sessions/{id}/next": 8,
     "POST /sessions/{id}/attempts": 14,
@@ -93,6 +96,12 @@ def _measure(
     def answer(count_it: bool) -> None:
         with counting(db_connection) as next_statements:
             item = client.get(f"{base}/next", headers=learner_headers).get_json()["item"]
+        # Only this learner answers this bank's items: no attempt yet means a first answer.
+        first_answer = not db_session.scalar(
+            select(func.count())
+            .select_from(Attempt)
+            .where(Attempt.item_id == uuid.UUID(item["id"]))
+        )
         with counting(db_connection) as attempt_statements:
             response = client.post(
                 f"{base}/attempts",
@@ -101,8 +110,10 @@ def _measure(
             )
         assert response.status_code == 201, response.get_json()
         if count_it:
+            calibrations = [s for s in attempt_statements if s.lstrip().startswith("UPDATE items")]
+            assert len(calibrations) == int(first_answer), (first_answer, attempt_statements)
             counts["GET /sessions/{id}/next"] = len(next_statements)
-            counts["POST /sessions/{id}/attempts"] = len(attempt_statements)
+            counts["POST /sessions/{id}/attempts"] = len(attempt_statements) - len(calibrations)
 
     for _ in range(size):  # history that grows with the bank
         answer(count_it=False)
