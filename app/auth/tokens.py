@@ -32,7 +32,7 @@ from flask_jwt_extended import (
 )
 from flask_jwt_extended.exceptions import InvalidHeaderError, JWTExtendedException
 from jwt.exceptions import PyJWTError
-from sqlalchemy import delete, exists, select, true, update
+from sqlalchemy import bindparam, delete, exists, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -310,6 +310,17 @@ def logout(session: Session, raw_refresh: str, raw_access: str | None = None) ->
     session.commit()
 
 
+# Built once: this runs on every authenticated request, and constructing the expression and
+# its cache key anew each time cost more than Postgres spends answering it. Values are bound
+# per call. Deny-listed? Is the refresh family alive? And the user row, in one statement.
+_DENIED = exists().where(RevokedAccessToken.jti == bindparam("jti"))
+_FAMILY_ALIVE = exists().where(
+    RefreshFamily.id == bindparam("family_id"), RefreshFamily.revoked_at.is_(None)
+)
+_USER_WITH_FAMILY = select(User, _DENIED, _FAMILY_ALIVE).where(User.id == bindparam("user_id"))
+_USER_WITHOUT_FAMILY = select(User, _DENIED, true()).where(User.id == bindparam("user_id"))
+
+
 def revocation_reason(session: Session, claims: dict[str, Any]) -> str | None:
     """Why a verified access token must be refused despite its valid signature, or None.
 
@@ -324,13 +335,14 @@ def revocation_reason(session: Session, claims: dict[str, Any]) -> str | None:
         user_id = uuid.UUID(str(claims["sub"]))
     except (KeyError, ValueError):
         return "malformed_claims"
-    denied = exists().where(RevokedAccessToken.jti == jti) if isinstance(jti, str) else true()
-    family_alive = (
-        exists().where(RefreshFamily.id == family_id, RefreshFamily.revoked_at.is_(None))
-        if family_id is not None
-        else true()
-    )
-    row = session.execute(select(User, denied, family_alive).where(User.id == user_id)).first()
+    if not isinstance(jti, str):  # every token this service signs has one
+        return "malformed_claims"
+    if family_id is None:
+        statement, values = _USER_WITHOUT_FAMILY, {"jti": jti, "user_id": user_id}
+    else:
+        statement = _USER_WITH_FAMILY
+        values = {"jti": jti, "user_id": user_id, "family_id": family_id}
+    row = session.execute(statement, values).first()
     if row is None:
         return None  # no such user: the user loader refuses the token ("unknown user")
     user, is_denied, is_alive = row

@@ -15,7 +15,6 @@ import logging
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import select
@@ -26,7 +25,7 @@ from app.adaptive.calibration import update_difficulty
 from app.adaptive.estimation import AbilityPosterior
 from app.adaptive.irt import probability
 from app.adaptive.mastery import MasteryRule
-from app.adaptive.selection import ItemBank, recently_seen, select_item
+from app.adaptive.selection import ItemBank, select_item
 from app.ai import AIProviderError, GradingRequest, HintRequest, Provider
 from app.ai.offline import OfflineProvider
 from app.ai.runtime import log_usage
@@ -34,6 +33,7 @@ from app.auth.models import User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
 from app.content.service import get_course, get_skill
 from app.errors import Conflict, Forbidden, NotFound, ProblemError, validation_problem
+from app.learning import queries
 from app.learning.models import Attempt, Enrollment, PracticeSession, SkillState
 from app.learning.schemas import AttemptIn, EstimateOut
 from app.learning.scoring import (
@@ -42,11 +42,9 @@ from app.learning.scoring import (
     grade_short_answer,
     reveals,
     score_mcq,
-    score_short_answer,
 )
 from app.observability import metrics
 
-EXCLUDE_LAST_N = 20
 MASTERY = MasteryRule()
 MAX_ANSWER_CHARS = 2000
 # The hint of last resort, when neither the provider's nor the offline one may be shown.
@@ -170,38 +168,48 @@ def session_state(session: Session, user: User, practice: PracticeSession) -> Sk
     return _skill_state(session, user.id, practice.skill_id)
 
 
+def _locked_practice(
+    session: Session, user_id: uuid.UUID, session_id: uuid.UUID, *, lock_state: bool
+) -> tuple[PracticeSession, SkillState, CourseStatus | None]:
+    """The caller's practice session under its row lock, the skill state (locked too with
+    `lock_state`) and the course's status, in one statement (404 for anybody else's session).
+
+    Fresh values under the lock, whatever an earlier read left in the session: while this
+    waits for a concurrent holder, Postgres re-reads the locked rows when it commits."""
+    statement = queries.LOCK_PRACTICE_AND_STATE if lock_state else queries.LOCK_PRACTICE
+    row = session.execute(statement, {"session_id": session_id, "user_id": user_id}).one_or_none()
+    if row is not None:
+        return row.PracticeSession, row.SkillState, row.status
+    # No such session (404 below), or its skill state is gone (start_session creates it; a
+    # data repair may not have): the same, a statement at a time, creating the state.
+    practice = _session_of(session, user_id, session_id, lock=True)
+    state = _skill_state(session, user_id, practice.skill_id, lock=lock_state)
+    return practice, state, _course_status(session, practice)
+
+
 def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item, SkillState]:
     """The engine's choice for this learner now; asking again before answering repeats it."""
-    practice = get_session_of(session, user, session_id, lock=True)
-    _require_open_course(session, practice)
-    state = _skill_state(session, user.id, practice.skill_id)
+    practice, state, course_status = _locked_practice(
+        session, user.id, session_id, lock_state=False
+    )
+    _require_published(course_status)
     if practice.pending_item_id is not None:
         pending = session.get(Item, practice.pending_item_id)
         if pending is not None and pending.status is ItemStatus.PUBLISHED:
             _commit_keeping_loaded(session)
             return pending, state
-    # Selection latency: the bank and history queries and the engine's pick (not a repeat).
+    # Selection latency: the bank query and the engine's pick (not a repeat).
     started = time.perf_counter()
-    # Only what the engine needs, as plain rows: building ORM objects (and decoding the
-    # choices) of a whole bank for every request cost more than the rest of the request.
+    # The bank as (id, a, b) rows, the learner's latest answers flagged (queries.BANK).
     bank_items = session.execute(
-        select(Item.id, Item.a, Item.b).where(
-            Item.skill_id == practice.skill_id, Item.status == ItemStatus.PUBLISHED
-        )
+        queries.BANK, {"user_id": user.id, "skill_id": practice.skill_id}
     ).all()
     if not bank_items:
         raise Conflict("This skill has no published items yet.", slug="no-items")
-    history: Sequence[uuid.UUID] = session.scalars(
-        select(Attempt.item_id)
-        .join(PracticeSession, Attempt.session_id == PracticeSession.id)
-        .where(Attempt.user_id == user.id, PracticeSession.skill_id == practice.skill_id)
-        .order_by(Attempt.created_at.desc())
-        .limit(EXCLUDE_LAST_N)
-    ).all()
     bank = ItemBank.from_items((str(i.id), i.a, i.b) for i in bank_items)
     # Seeded by session and position, so a replayed session makes the same choices.
     rng = np.random.default_rng([zlib.crc32(practice.id.bytes), practice.served])
-    excluded = recently_seen([str(i) for i in reversed(history)], EXCLUDE_LAST_N)
+    excluded = frozenset(str(i.id) for i in bank_items if i.recent)
     chosen = select_item(bank, state.theta, rng, excluded=excluded)
     if chosen is None:  # every item was seen recently: choose among all of them again
         chosen = select_item(bank, state.theta, rng)
@@ -213,16 +221,23 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item
     return item, state
 
 
-def _require_open_course(session: Session, practice: PracticeSession) -> None:
-    status = session.scalar(
+def _course_status(session: Session, practice: PracticeSession) -> CourseStatus | None:
+    return session.scalar(
         select(Course.status)
         .join(Skill, Skill.course_id == Course.id)
         .where(Skill.id == practice.skill_id)
     )
+
+
+def _require_published(status: CourseStatus | None) -> None:
     if status is not CourseStatus.PUBLISHED:
         raise Conflict(
             "The course is no longer published; practice has ended.", slug="course-closed"
         )
+
+
+def _require_open_course(session: Session, practice: PracticeSession) -> None:
+    _require_published(_course_status(session, practice))
 
 
 def _require_pending(practice: PracticeSession, item_id: uuid.UUID) -> None:
@@ -252,6 +267,22 @@ def rubric_lines(rubric: str | None) -> list[str]:
     return [line for line in lines if line]
 
 
+def _replay_by_id(
+    session: Session, attempt_id: uuid.UUID | None, item_id: uuid.UUID
+) -> Attempt | None:
+    if attempt_id is None:
+        return None
+    return _check_replay(session.get_one(Attempt, attempt_id), item_id)
+
+
+def _check_replay(replay: Attempt, item_id: uuid.UUID) -> Attempt:
+    if replay.item_id != item_id:
+        raise Conflict(
+            "This Idempotency-Key was used for another answer.", slug="idempotency-key-reused"
+        )
+    return replay
+
+
 def _replay(
     session: Session, practice: PracticeSession, item_id: uuid.UUID, idempotency_key: str | None
 ) -> Attempt | None:
@@ -263,11 +294,7 @@ def _replay(
             Attempt.session_id == practice.id, Attempt.idempotency_key == idempotency_key
         )
     )
-    if replay is not None and replay.item_id != item_id:
-        raise Conflict(
-            "This Idempotency-Key was used for another answer.", slug="idempotency-key-reused"
-        )
-    return replay
+    return _check_replay(replay, item_id) if replay is not None else None
 
 
 def submit_attempt(
@@ -280,37 +307,21 @@ def submit_attempt(
 ) -> tuple[Attempt, bool]:
     """Score an answer and move θ, SE and the item's difficulty in one transaction.
 
-    Three steps, so that nothing is locked or open while `grader` works on a short answer:
-    (a) read and validate without locks, then end the read transaction; (b) grade outside any
-    transaction (the rules answer if the provider fails); (c) lock the session, check again
-    what may have changed meanwhile, and record. Returns the attempt and whether it was
+    The answer is recorded under the session's row lock. An mcq is scored there, exactly and
+    at once. A short answer needs the provider, which may take seconds, and nothing may be
+    locked or open meanwhile: the locked pass stops at the grading request, the transaction
+    ends, the provider grades (the rules answer if it fails), and a second locked pass checks
+    again what may have changed meanwhile and records. Returns the attempt and whether it was
     created now (False: an idempotent replay).
     """
-    practice = get_session_of(session, user, session_id)
-    replay = _replay(session, practice, data.item_id, idempotency_key)
-    if replay is not None:
-        session.commit()
-        return replay, False
-    _require_pending(practice, data.item_id)
-    _require_open_course(session, practice)
-    item = session.get(Item, data.item_id)
-    request: GradingRequest | None = None
-    if item is not None and item.status is ItemStatus.PUBLISHED:
-        _check_response(item, data.response)
-        if item.kind is ItemKind.SHORT_ANSWER:
-            request = GradingRequest(
-                item_id=str(item.id),
-                stem=item.prompt,
-                reference_answer=item.reference_answer or "",
-                rubric=rubric_lines(item.rubric),
-                response=str(data.response),
-            )
-    user_id = user.id  # read before the rollback expires `user` (reading it after costs a query)
-    session.rollback()  # (a) is over: it wrote nothing, and the objects it read are expired
-    grade = None
-    if request is not None:
-        grade = grade_short_answer(grader, request, session_id=str(session_id))
-    return _record(session, user_id, session_id, data, idempotency_key, grade)
+    user_id = user.id  # read before a rollback expires `user` (reading it after costs a query)
+    outcome = _record(session, user_id, session_id, data, idempotency_key, None)
+    if isinstance(outcome, GradingRequest):
+        session.rollback()  # the locked pass wrote nothing; no lock while the provider works
+        grade = grade_short_answer(grader, outcome, session_id=str(session_id))
+        outcome = _record(session, user_id, session_id, data, idempotency_key, grade)
+    assert not isinstance(outcome, GradingRequest)  # noqa: S101 - a grade was given
+    return outcome
 
 
 def _record(
@@ -320,42 +331,56 @@ def _record(
     data: AttemptIn,
     idempotency_key: str | None,
     grade: Grade | None,
-) -> tuple[Attempt, bool]:
-    """Step (c) of `submit_attempt`: under the session's row lock, with the grade of (b)."""
-    practice = _session_of(session, user_id, session_id, lock=True)
-    # A concurrent submission may have recorded an answer while (b) ran: the same key
-    # returns it, and without a key the item is no longer pending (409).
-    replay = _replay(session, practice, data.item_id, idempotency_key)
-    if replay is not None:
-        session.commit()
-        return replay, False
+) -> tuple[Attempt, bool] | GradingRequest:
+    """One locked pass of `submit_attempt`: the recorded attempt, or what grading needs when
+    the item is a short answer and `grade` is None (then nothing is written)."""
+    practice, state, course_status = _locked_practice(session, user_id, session_id, lock_state=True)
+    # The item under its lock, whether this learner answered it before, and the attempt an
+    # earlier submission with this Idempotency-Key recorded: one statement. Both reads see
+    # every earlier answer of this learner to this skill's items, because those answers were
+    # recorded under the skill state's lock, which this request now holds.
+    row = session.execute(
+        queries.LOCK_ITEM,
+        {
+            "item_id": data.item_id,
+            "user_id": user_id,
+            "session_id": practice.id,
+            "idempotency_key": idempotency_key,
+        },
+    ).one_or_none()
+    item, answered, replayed = row if row is not None else (None, False, None)
+    if idempotency_key is not None:
+        # A concurrent submission may have recorded this answer while this one waited for the
+        # lock: the same key returns it (409 if it answered another item).
+        replay = (
+            _replay(session, practice, data.item_id, idempotency_key)
+            if row is None  # no such item: look the key up on its own
+            else _replay_by_id(session, replayed, data.item_id)
+        )
+        if replay is not None:
+            session.commit()
+            return replay, False
     _require_pending(practice, data.item_id)
-    _require_open_course(session, practice)
-    item = session.get(Item, data.item_id, with_for_update=True, populate_existing=True)
+    _require_published(course_status)
     if item is None or item.status is not ItemStatus.PUBLISHED:
         practice.pending_item_id = None
         session.commit()
         raise Conflict("The item was withdrawn; ask /next for another.", slug="item-withdrawn")
     if grade is None:
-        # MCQ, which is exact and instant. (A short answer gets here only when its item was
-        # withdrawn during (a) and is published again now: never call a provider under a lock.)
         _check_response(item, data.response)
-        if item.kind is ItemKind.MCQ:
-            grade = score_mcq(item.choices or [], int(data.response))
-        else:
-            grade = score_short_answer(item.reference_answer or "", str(data.response))
+        if item.kind is ItemKind.SHORT_ANSWER:
+            return GradingRequest(
+                item_id=str(item.id),
+                stem=item.prompt,
+                reference_answer=item.reference_answer or "",
+                rubric=rubric_lines(item.rubric),
+                response=str(data.response),
+            )
+        grade = score_mcq(item.choices or [], int(data.response))
     # Only a learner's first answer to an item calibrates it, so one learner repeating an
     # item cannot drag its difficulty for everybody.
-    first_answer = (
-        session.scalar(
-            select(Attempt.id)
-            .where(Attempt.user_id == user_id, Attempt.item_id == item.id)
-            .limit(1)
-        )
-        is None
-    )
+    first_answer = not answered
 
-    state = _skill_state(session, user_id, practice.skill_id, lock=True)
     theta_before = state.theta
     # The engine's prediction for this attempt, made before the answer moves the estimate.
     predicted = float(probability(theta_before, item.a, item.b))

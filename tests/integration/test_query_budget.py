@@ -27,15 +27,17 @@ from app.learning.models import Attempt
 from tests.conftest import start_practice
 
 # Statements per request. Each includes 1 of authentication (the user row with the token's
-# deny-list and family checks in one query: app/auth/tokens.py revocation_reason). next: session (locked), course status, skill state,
-# the bank's (id, a, b), recent history, the chosen item, the session update. attempts: read
-# and validate (session, replay, course, item), then under the lock session, replay, course,
-# item, first-answer check, skill state, and four writes. A learner's first answer to an item
-# also calibrates it (one more UPDATE of the item): that write depends on which item the engine
-# chose, not on the data size, so it is checked on its own and left out of the comparison.
+# deny-list and family checks in one query: app/auth/tokens.py revocation_reason). next: the
+# session locked with its skill state and course status, the bank's (id, a, b) with the
+# learner's recent history as a flag, the chosen item, the session update. attempts (an mcq):
+# the session and skill state locked with the course status, the item locked with "answered
+# before?" and the Idempotency-Key's earlier attempt, then three writes (skill state, session,
+# attempt). A learner's first answer to an item also calibrates it (one more UPDATE of the
+# item): that write depends on which item the engine chose, not on the data size, so it is
+# checked on its own and left out of the comparison.
 BUDGET = {
-    "GET /sessions/{id}/next": 8,
-    "POST /sessions/{id}/attempts": 14,
+    "GET /sessions/{id}/next": 5,
+    "POST /sessions/{id}/attempts": 6,
     "GET /me/progress": 2,
     "GET /skills/{id}/items": 3,
     "GET /courses": 2,

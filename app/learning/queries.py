@@ -1,0 +1,78 @@
+"""The statements of the practice hot path (`/next` and answers), built once at import.
+
+Every practice request runs these. Building a SQLAlchemy expression and its cache key anew on
+each call cost more CPU than Postgres spends answering the query (docs/load-testing.md
+"Query budget"); a statement built once keeps its cache key, and each call only binds its
+values by name (`session_id`, `user_id`, `skill_id`, `item_id`, `idempotency_key`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, bindparam, exists, select
+
+from app.content.models import Course, Item, ItemStatus, Skill
+from app.learning.models import Attempt, PracticeSession, SkillState
+
+# How many of a learner's latest answers to a skill /next avoids repeating.
+EXCLUDE_LAST_N = 20
+
+_PRACTICE = (
+    select(PracticeSession, SkillState, Course.status)
+    .join(Skill, Skill.id == PracticeSession.skill_id)
+    .join(Course, Course.id == Skill.course_id)
+    .join(
+        SkillState,
+        and_(
+            SkillState.user_id == PracticeSession.user_id,
+            SkillState.skill_id == PracticeSession.skill_id,
+        ),
+    )
+    .where(
+        PracticeSession.id == bindparam("session_id"),
+        PracticeSession.user_id == bindparam("user_id"),
+    )
+    .execution_options(populate_existing=True)  # fresh values under the lock
+)
+# The caller's session, its skill state and its course's status, the session locked (/next).
+LOCK_PRACTICE = _PRACTICE.with_for_update(of=PracticeSession)
+# The same with the skill state locked too (answers): every answer of one learner to one skill
+# is recorded under that lock, whichever of their sessions it comes from.
+LOCK_PRACTICE_AND_STATE = _PRACTICE.with_for_update(of=[PracticeSession, SkillState])
+
+_RECENT = (
+    select(Attempt.item_id)
+    .join(PracticeSession, Attempt.session_id == PracticeSession.id)
+    .where(
+        Attempt.user_id == bindparam("user_id"), PracticeSession.skill_id == bindparam("skill_id")
+    )
+    .order_by(Attempt.created_at.desc())
+    .limit(EXCLUDE_LAST_N)
+)
+# The skill's published bank as (id, a, b) rows, each flagged when it is among the learner's
+# latest answers: what the engine needs, without building ORM objects (or decoding the choices)
+# of a whole bank on every request.
+BANK = select(Item.id, Item.a, Item.b, Item.id.in_(_RECENT).label("recent")).where(
+    Item.skill_id == bindparam("skill_id"), Item.status == ItemStatus.PUBLISHED
+)
+
+# The answered item under its lock; whether this learner answered it before (only a first
+# answer calibrates it); and the attempt an earlier submission with this Idempotency-Key
+# recorded in this session (None without a key: NULL matches nothing).
+LOCK_ITEM = (
+    select(
+        Item,
+        exists()
+        .where(Attempt.user_id == bindparam("user_id"), Attempt.item_id == bindparam("item_id"))
+        .label("answered_before"),
+        select(Attempt.id)
+        .where(
+            Attempt.session_id == bindparam("session_id"),
+            Attempt.idempotency_key == bindparam("idempotency_key"),
+        )
+        .scalar_subquery()
+        .label("replayed"),
+    )
+    .where(Item.id == bindparam("item_id"))
+    .with_for_update(of=Item)
+    .execution_options(populate_existing=True)
+)
