@@ -39,6 +39,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_jwt_extended import decode_token
 from flask_limiter import ApplicationLimit, Limit, Limiter, RateLimitExceeded
 from limits.errors import StorageError
+from limits.storage import RedisStorage
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -47,6 +48,7 @@ from app.config import Settings
 from app.errors import ProblemError, problem_response
 from app.observability import metrics
 from app.observability.request_id import current_request_id
+from app.security.ratelimit_window import SlidingWindowWithStats
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +225,13 @@ class _Limiter(Limiter):
         self._table = table
         self._retry_seconds = retry_seconds
         self._storage_down_until = 0.0
+
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        # On Redis, one round trip per limit instead of two: the hit answers the window the
+        # RateLimit-* headers need (app/security/ratelimit_window.py).
+        if isinstance(self._storage, RedisStorage) and STRATEGY == "sliding-window-counter":
+            self._limiter = SlidingWindowWithStats(self._storage)
 
     def _check_request_limit(
         self, callable_name: str | None = None, in_middleware: bool = True

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,8 @@ import pytest
 import redis
 from apiflask import APIFlask
 from flask.testing import FlaskClient
+from limits import parse
+from limits.strategies import SlidingWindowCounterRateLimiter
 from sqlalchemy.engine import Connection
 
 from app import create_app
@@ -30,6 +33,7 @@ from app.config import Settings
 from app.db import get_database
 from app.security import rate_limits
 from app.security.rate_limits import OnStorageDown, get_limiter, route_limits
+from app.security.ratelimit_window import SlidingWindowWithStats
 from tests.conftest import PASSWORD
 from tests.plugins.services import free_port, port_open, wait_until
 
@@ -270,6 +274,81 @@ def test_an_ipv6_client_is_counted_by_its_64_prefix(make_app: MakeApp) -> None:
     assert client_at(app, "2001:db8:1:2::1").get("/auth/me").status_code == 401
     assert client_at(app, "2001:db8:1:2::ffff").get("/auth/me").status_code == 429
     assert client_at(app, "2001:db8:1:3::1").get("/auth/me").status_code == 401
+
+
+def test_a_request_costs_one_redis_round_trip_per_limit_headers_included(
+    make_app: MakeApp, make_user: Callable[..., User], as_user: AsUser, monkeypatch: Any
+) -> None:
+    app = make_app(ratelimit_default="50/minute", ratelimit_attempt="40/minute")
+    limiter = get_limiter(app)
+    assert limiter is not None
+    connection = limiter.storage.get_connection()  # type: ignore[attr-defined]
+    commands: list[str] = []
+    send = connection.execute_command
+
+    def counting(*args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]))
+        return send(*args, **options)
+
+    client_at(app, "198.51.100.41").get("/auth/me")  # Redis loads the script once (NOSCRIPT)
+    monkeypatch.setattr(connection, "execute_command", counting)
+    client = client_at(app, "198.51.100.40")
+    headers = as_user(make_user())
+
+    me = client.get("/auth/me", headers=headers)  # the default limit only
+    me_commands = list(commands)
+    commands.clear()
+    attempt = client.post(  # the default limit and the per-user limit of answers
+        f"/sessions/{uuid.uuid4()}/attempts",
+        json={"item_id": str(uuid.uuid4()), "response": 0},
+        headers=headers,
+    )
+
+    assert me.headers["RateLimit-Remaining"] == "49"
+    assert me_commands == ["EVALSHA"], me_commands
+    assert attempt.status_code == 404
+    assert attempt.headers["RateLimit-Limit"] == "40"  # the tighter of the two
+    assert attempt.headers["RateLimit-Remaining"] == "39"
+    assert commands == ["EVALSHA", "EVALSHA"], commands
+
+
+def test_the_windows_a_hit_reports_are_what_the_library_reads_from_redis(
+    make_app: MakeApp,
+) -> None:
+    """Across a window shift, remaining and reset from the hit match `limits`' own reading."""
+    app = make_app()
+    limiter = get_limiter(app)
+    assert limiter is not None
+    ours = limiter.limiter
+    assert isinstance(ours, SlidingWindowWithStats)
+    library = SlidingWindowCounterRateLimiter(limiter.storage)
+    item = parse("6/2 second")
+    key = f"window-check-{uuid.uuid4().hex}"
+
+    def compare(rounds: int) -> list[int]:
+        remaining = []
+        for _ in range(rounds):
+            with app.app_context():
+                ours.hit(item, key)
+                reported = ours.get_window_stats(item, key)
+            read = library.get_window_stats(item, key)
+            assert reported.remaining == read.remaining
+            # Within a millisecond of a hit the library reads a fresh counter's TTL as exactly
+            # two periods and answers "resets now"; the hit's own answer says a whole period.
+            library_says_now = read.reset_time - time.time() < 0.05
+            assert abs(reported.reset_time - read.reset_time) < 0.5 or library_says_now
+            remaining.append(reported.remaining)
+        return remaining
+
+    first = compare(4)
+    time.sleep(2.2)  # the current window becomes the previous one, weighted by its age
+    later = compare(4)
+
+    assert first == [5, 4, 3, 2]
+    assert later[-1] < 5  # the previous window still counts
+    with app.app_context():  # over the limit: refused, and the window says so
+        assert not all(ours.hit(item, key) for _ in range(6))
+        assert ours.get_window_stats(item, key).remaining == 0
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json", "/docs"])
