@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from apiflask import APIFlask
+from flask import Flask
+from flask.sessions import SessionInterface
 
 from app import docs_ui, errors, openapi, security, storage
 from app.ai import runtime as ai_runtime
@@ -19,6 +23,17 @@ from app.observability import logging as observability_logging
 from app.observability import metrics, request_id, sentry
 
 __version__ = "0.1.0"
+
+
+class NoCookieSessions(SessionInterface):
+    """No Flask cookie session: a JSON API authenticated by bearer tokens keeps none, and
+    Flask's default would still look for, and sign, a session cookie on every request."""
+
+    def open_session(self, app: Flask, request: Any) -> None:
+        return None  # Flask then uses its NullSession, which refuses writes
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
 
 
 def create_app(settings: Settings | None = None) -> APIFlask:
@@ -51,6 +66,7 @@ def create_app(settings: Settings | None = None) -> APIFlask:
         "Errors are application/problem+json (RFC 9457).",
     )
     app.extensions["mastery.settings"] = settings
+    app.session_interface = NoCookieSessions()
 
     request_id.init_app(app)
     metrics.init_app(app)  # before security: requests it answers early are counted too

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, has_request_context
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -368,6 +368,24 @@ def _unauthorized(detail: str) -> Response:
     )
 
 
+class _OncePerRequestJWTManager(JWTManager):
+    """Decodes each token once per request: the per-user rate limits read the token in
+    `before_request` (app/security/rate_limits.py), and the view's authentication then asked
+    PyJWT to check the same signature and claims again. A failure is not remembered: it
+    raises again for the next caller."""
+
+    def _decode_jwt_from_config(
+        self, encoded_token: str, csrf_value: str | None = None, allow_expired: bool = False
+    ) -> dict[str, Any]:
+        if not has_request_context() or csrf_value is not None:
+            return super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        decoded: dict[tuple[str, bool], dict[str, Any]] = g.setdefault("_mastery_decoded", {})
+        key = (encoded_token, allow_expired)
+        if key not in decoded:
+            decoded[key] = super()._decode_jwt_from_config(encoded_token, None, allow_expired)
+        return decoded[key]
+
+
 def init_app(app: Flask, config: Settings) -> None:
     app.config.update(
         JWT_TOKEN_LOCATION=["headers"],
@@ -383,7 +401,7 @@ def init_app(app: Flask, config: Settings) -> None:
     app.extensions["mastery.keyring"] = Keyring(
         config.secret_key.get_secret_value(), config.refresh_absolute_ttl
     )
-    jwt = JWTManager(app)
+    jwt = _OncePerRequestJWTManager(app)
 
     @jwt.encode_key_loader
     def _encode_key(_identity: Any) -> str:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jwt
 import pytest
 import redis
 from apiflask import APIFlask
@@ -310,6 +311,33 @@ def test_a_request_costs_one_redis_round_trip_per_limit_headers_included(
     assert attempt.headers["RateLimit-Limit"] == "40"  # the tighter of the two
     assert attempt.headers["RateLimit-Remaining"] == "39"
     assert commands == ["EVALSHA", "EVALSHA"], commands
+
+
+def test_a_token_is_verified_once_per_request_though_the_rate_limit_reads_it_too(
+    make_app: MakeApp, make_user: Callable[..., User], as_user: AsUser, monkeypatch: Any
+) -> None:
+    app = make_app()
+    headers = as_user(make_user())
+    verified: list[str] = []
+    decode_complete = jwt.PyJWT.decode_complete
+
+    def counting(self: jwt.PyJWT, token: Any, *args: Any, **kwargs: Any) -> Any:
+        if args and args[0]:  # with a key: a signature check (the claims peek has none)
+            verified.append(str(token))
+        return decode_complete(self, token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt.PyJWT, "decode_complete", counting)
+    client = client_at(app, "198.51.100.42")
+
+    answer = hint(client, headers)  # a per-user limit: the limiter needs the token's subject
+    verified_for_answer = list(verified)
+    verified.clear()
+    forged = hint(client, {"Authorization": headers["Authorization"][:-4] + "AAAA"})
+
+    assert answer.status_code == 404  # authenticated: no such session
+    assert verified_for_answer == [headers["Authorization"].removeprefix("Bearer ")]
+    assert forged.status_code == 401  # a failed check is not remembered as a success
+    assert len(verified) == 2, verified  # the limiter's try and the view's own, both refused
 
 
 def test_the_windows_a_hit_reports_are_what_the_library_reads_from_redis(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from apiflask import APIFlask
-from flask import request
+from flask import request, session
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -142,6 +142,21 @@ def test_every_response_carries_the_security_headers_errors_included(
     if status >= 400:
         assert response.mimetype == "application/problem+json"
         assert "internal detail" not in response.get_data(as_text=True)
+
+
+def test_no_cookie_session_is_read_or_written(
+    https_client: FlaskClient, instructor_headers: dict[str, str]
+) -> None:
+    """Bearer tokens only: a session cookie sent along is ignored and none is ever set."""
+    https_client.set_cookie("session", "eyJ1c2VyIjoiYWRtaW4ifQ.forged.signature")
+
+    with https_client:
+        response = https_client.get("/auth/me", headers=instructor_headers)
+        assert session.__class__.__name__ == "NullSession"
+        assert not session
+
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
 
 
 def test_plain_http_is_redirected_with_308_to_the_same_url_over_https(
