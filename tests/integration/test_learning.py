@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
-from app.learning.models import Attempt
+from app.learning.models import Attempt, SkillState
 from tests.conftest import start_practice
 
 Headers = dict[str, str]
@@ -138,6 +138,37 @@ def test_next_repeats_the_served_item_until_it_is_answered(
     state = client.get(f"/sessions/{session['id']}", headers=headers).get_json()
     assert state["pending_item_id"] == first["item"]["id"]
     assert state["served"] == 1
+
+
+def test_practice_goes_on_when_the_skill_state_row_is_gone(
+    client: FlaskClient,
+    bank_course: Course,
+    learner: User,
+    as_user: Callable[[User], Headers],
+    db_session: Session,
+) -> None:
+    """Starting a session creates the learner's skill state; should a data repair delete it,
+    /next and answers start again from the prior instead of answering 404 or 500."""
+    headers = as_user(learner)
+    session = start_practice(client, bank_course, headers)
+    db_session.execute(delete(SkillState).where(SkillState.user_id == learner.id))
+    db_session.commit()
+
+    served = client.get(f"/sessions/{session['id']}/next", headers=headers)
+    db_session.execute(delete(SkillState).where(SkillState.user_id == learner.id))
+    db_session.commit()
+    answered = client.post(
+        f"/sessions/{session['id']}/attempts",
+        json={"item_id": served.get_json()["item"]["id"], "response": 0},
+        headers=headers,
+    )
+
+    assert served.status_code == 200
+    assert served.get_json()["estimate"]["attempts"] == 0
+    assert answered.status_code == 201, answered.get_json()
+    assert answered.get_json()["estimate"]["attempts"] == 1
+    states = db_session.scalars(select(SkillState).where(SkillState.user_id == learner.id)).all()
+    assert [state.attempts for state in states] == [1]
 
 
 def test_answering_an_item_that_was_not_served_is_409_and_counts_nothing(

@@ -377,6 +377,9 @@ def test_the_windows_a_hit_reports_are_what_the_library_reads_from_redis(
     with app.app_context():  # over the limit: refused, and the window says so
         assert not all(ours.hit(item, key) for _ in range(6))
         assert ours.get_window_stats(item, key).remaining == 0
+    outside = f"{key}-outside"  # no request or app context: nothing kept, Redis is read
+    assert ours.hit(item, outside)
+    assert ours.get_window_stats(item, outside).remaining == 5
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json", "/docs"])
