@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g, has_request_context
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -379,7 +379,11 @@ class _OncePerRequestJWTManager(JWTManager):
     ) -> dict[str, Any]:
         if not has_request_context() or csrf_value is not None:
             return super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
-        decoded: dict[tuple[str, bool], dict[str, Any]] = g.setdefault("_mastery_decoded", {})
+        # The WSGI environ, not `g`: an app context pushed around several requests (tests,
+        # scripts) shares one `g`, and a token must not outlive its request here.
+        decoded: dict[tuple[str, bool], dict[str, Any]] = request.environ.setdefault(
+            "mastery.decoded_tokens", {}
+        )
         key = (encoded_token, allow_expired)
         if key not in decoded:
             decoded[key] = super()._decode_jwt_from_config(encoded_token, None, allow_expired)

@@ -33,11 +33,14 @@ _PRACTICE = (
     )
     .execution_options(populate_existing=True)  # fresh values under the lock
 )
-# The caller's session, its skill state and its course's status, the session locked (/next).
-LOCK_PRACTICE = _PRACTICE.with_for_update(of=PracticeSession)
-# The same with the skill state locked too (answers): every answer of one learner to one skill
-# is recorded under that lock, whichever of their sessions it comes from.
-LOCK_PRACTICE_AND_STATE = _PRACTICE.with_for_update(of=[PracticeSession, SkillState])
+# The caller's session and skill state, both locked, and the course's status (/next and
+# answers). Locking the state is what makes it fresh after a wait: Postgres re-reads only the
+# locked rows when the holder commits, so /next waiting behind an answer sees that answer's
+# estimate. And every answer of one learner to one skill is recorded under that lock,
+# whichever of their sessions it comes from. The course's status is as of the statement's
+# start: an unpublish landing during the wait is seen by the next request, as before this
+# one reached the lock.
+LOCK_PRACTICE = _PRACTICE.with_for_update(of=[PracticeSession, SkillState])
 
 _RECENT = (
     select(Attempt.item_id)

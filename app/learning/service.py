@@ -169,29 +169,28 @@ def session_state(session: Session, user: User, practice: PracticeSession) -> Sk
 
 
 def _locked_practice(
-    session: Session, user_id: uuid.UUID, session_id: uuid.UUID, *, lock_state: bool
+    session: Session, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> tuple[PracticeSession, SkillState, CourseStatus | None]:
-    """The caller's practice session under its row lock, the skill state (locked too with
-    `lock_state`) and the course's status, in one statement (404 for anybody else's session).
+    """The caller's practice session and skill state under their row locks, and the course's
+    status, in one statement (404 for anybody else's session; queries.LOCK_PRACTICE).
 
-    Fresh values under the lock, whatever an earlier read left in the session: while this
+    Fresh values under the locks, whatever an earlier read left in the session: while this
     waits for a concurrent holder, Postgres re-reads the locked rows when it commits."""
-    statement = queries.LOCK_PRACTICE_AND_STATE if lock_state else queries.LOCK_PRACTICE
-    row = session.execute(statement, {"session_id": session_id, "user_id": user_id}).one_or_none()
+    row = session.execute(
+        queries.LOCK_PRACTICE, {"session_id": session_id, "user_id": user_id}
+    ).one_or_none()
     if row is not None:
         return row.PracticeSession, row.SkillState, row.status
     # No such session (404 below), or its skill state is gone (start_session creates it; a
     # data repair may not have): the same, a statement at a time, creating the state.
     practice = _session_of(session, user_id, session_id, lock=True)
-    state = _skill_state(session, user_id, practice.skill_id, lock=lock_state)
+    state = _skill_state(session, user_id, practice.skill_id, lock=True)
     return practice, state, _course_status(session, practice)
 
 
 def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item, SkillState]:
     """The engine's choice for this learner now; asking again before answering repeats it."""
-    practice, state, course_status = _locked_practice(
-        session, user.id, session_id, lock_state=False
-    )
+    practice, state, course_status = _locked_practice(session, user.id, session_id)
     _require_published(course_status)
     if practice.pending_item_id is not None:
         pending = session.get(Item, practice.pending_item_id)
@@ -320,7 +319,8 @@ def submit_attempt(
         session.rollback()  # the locked pass wrote nothing; no lock while the provider works
         grade = grade_short_answer(grader, outcome, session_id=str(session_id))
         outcome = _record(session, user_id, session_id, data, idempotency_key, grade)
-    assert not isinstance(outcome, GradingRequest)  # noqa: S101 - a grade was given
+    if isinstance(outcome, GradingRequest):  # pragma: no cover - a graded pass records
+        raise RuntimeError("a graded answer asked for grading again")
     return outcome
 
 
@@ -334,7 +334,7 @@ def _record(
 ) -> tuple[Attempt, bool] | GradingRequest:
     """One locked pass of `submit_attempt`: the recorded attempt, or what grading needs when
     the item is a short answer and `grade` is None (then nothing is written)."""
-    practice, state, course_status = _locked_practice(session, user_id, session_id, lock_state=True)
+    practice, state, course_status = _locked_practice(session, user_id, session_id)
     # The item under its lock, whether this learner answered it before, and the attempt an
     # earlier submission with this Idempotency-Key recorded: one statement. Both reads see
     # every earlier answer of this learner to this skill's items, because those answers were

@@ -3,7 +3,8 @@
 Flask-Limiter checks a request with the strategy's `hit` and then, for the RateLimit-*
 headers, asks `get_window_stats`, which is a second round trip to Redis on every request. This
 strategy's hit runs one script that takes the entry and answers the window's counts as well;
-the stats are kept for the rest of the request (on `flask.g`), so the headers cost nothing.
+the stats are kept for the rest of the request (in its WSGI environ), so the headers cost
+nothing.
 
 Counting is the `limits` library's sliding window counter, unchanged: the same keys, the same
 shift of an expired window, the same weighting of the previous window (`_SCRIPT` below is that
@@ -17,8 +18,9 @@ import math
 import time
 from typing import Any
 
-from flask import g, has_app_context
+from flask import has_request_context, request
 from limits import RateLimitItem
+from limits.errors import StorageError
 from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from limits.util import WindowStats
@@ -58,7 +60,7 @@ else
 end
 return {1, previous_count, previous_ttl, current_count, current_ttl}
 """
-_CACHE = "_ratelimit_windows"
+_CACHE = "mastery.ratelimit_windows"
 
 
 def window_stats(
@@ -102,9 +104,12 @@ class SlidingWindowWithStats(SlidingWindowCounterRateLimiter):
         current = self._redis._current_window_key(key)
         previous = self._redis._previous_window_key(key)
         keys = [self._redis.prefixed_key(previous), self._redis.prefixed_key(current)]
-        answer: list[Any] = self._acquire(keys, [item.amount, item.get_expiry(), cost])
+        try:
+            answer: list[Any] = self._acquire(keys, [item.amount, item.get_expiry(), cost])
+        except self._redis.base_exceptions as error:  # as the library's own calls report it
+            raise StorageError(error) from error
         acquired, previous_count, previous_ms, current_count, current_ms = answer
-        if has_app_context():
+        if has_request_context():
             stats = window_stats(
                 item,
                 int(previous_count),
@@ -113,12 +118,14 @@ class SlidingWindowWithStats(SlidingWindowCounterRateLimiter):
                 int(current_ms) / 1000,
                 time.time(),
             )
-            g.setdefault(_CACHE, {})[key] = stats
+            request.environ.setdefault(_CACHE, {})[key] = stats
         return bool(acquired)
 
     def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
-        if has_app_context():
-            stats: WindowStats | None = g.get(_CACHE, {}).get(item.key_for(*identifiers))
+        if has_request_context():
+            stats: WindowStats | None = request.environ.get(_CACHE, {}).get(
+                item.key_for(*identifiers)
+            )
             if stats is not None:
                 return stats
         return super().get_window_stats(item, *identifiers)

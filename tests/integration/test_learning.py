@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from apiflask import APIFlask
 from flask.testing import FlaskClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
 from app.learning.models import Attempt, SkillState
 from tests.conftest import start_practice
+from tests.plugins.services import wait_until
 
 Headers = dict[str, str]
 
@@ -171,6 +176,60 @@ def test_practice_goes_on_when_the_skill_state_row_is_gone(
     assert [state.attempts for state in states] == [1]
 
 
+@pytest.mark.commits
+def test_next_waiting_behind_an_answer_serves_from_the_estimate_that_answer_wrote(
+    app: APIFlask,
+    engine: Engine,
+    bank_course: Course,
+    learner: User,
+    as_user: Callable[[User], Headers],
+) -> None:
+    """/next locks the session and the skill state: when it waits for an answer holding
+    them, it continues with what that answer wrote, not with the state from before."""
+    headers = as_user(learner)
+    session = start_practice(app.test_client(), bank_course, headers)
+    url = f"/sessions/{session['id']}/next"
+    assert app.test_client().get(url, headers=headers).status_code == 200
+    served: list[Any] = []
+
+    def waiting_for_a_lock() -> bool:
+        with engine.connect() as probe:
+            return bool(
+                probe.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                )
+            )
+
+    with engine.connect() as answering:  # an answer in progress, as submit_attempt holds it
+        answering.execute(
+            text("SELECT id FROM practice_sessions WHERE id = :id FOR UPDATE"),
+            {"id": session["id"]},
+        )
+        asking = threading.Thread(
+            target=lambda: served.append(app.test_client().get(url, headers=headers))
+        )
+        asking.start()
+        wait_until(waiting_for_a_lock, 10, "/next to wait for the session's lock")
+        answering.execute(
+            text("UPDATE skill_states SET attempts = 7, theta = 1.25 WHERE user_id = :user"),
+            {"user": learner.id},
+        )
+        answering.execute(
+            text("UPDATE practice_sessions SET pending_item_id = NULL WHERE id = :id"),
+            {"id": session["id"]},
+        )
+        answering.commit()
+    asking.join(timeout=30)
+
+    assert len(served) == 1
+    assert served[0].status_code == 200, served[0].get_json()
+    assert served[0].get_json()["estimate"]["attempts"] == 7
+    assert served[0].get_json()["estimate"]["theta"] == pytest.approx(1.25)
+
+
 def test_answering_an_item_that_was_not_served_is_409_and_counts_nothing(
     client: FlaskClient,
     bank_course: Course,
@@ -217,9 +276,14 @@ def test_a_retried_submission_with_the_same_idempotency_key_counts_once(
     retry = client.post(url, json=body, headers=keyed)
     other = client.post(url, json={**body, "item_id": session["skill_id"]}, headers=keyed)
 
+    following = client.get(f"/sessions/{session['id']}/next", headers=headers).get_json()["item"]
+    reused = client.post(url, json={**body, "item_id": following["id"]}, headers=keyed)
+
     assert (first.status_code, retry.status_code) == (201, 200)
     assert retry.get_json() == first.get_json()
     assert other.status_code == 409
+    assert reused.status_code == 409  # the key's attempt answered another (existing) item
+    assert reused.get_json()["type"].endswith("/idempotency-key-reused")
     assert db_session.scalar(select(func.count()).select_from(Attempt)) == 1
     assert (
         client.get(f"/sessions/{session['id']}", headers=headers).get_json()["estimate"]["attempts"]
