@@ -29,5 +29,6 @@ def delayed(inner: WSGIApp, seconds: float) -> WSGIApp:
 def create() -> WSGIApp:
     platform = create_app()
     seconds = float(os.environ.get("LOAD_INJECT_DELAY_MS", "0")) / 1000
+    # Replacing the WSGI callable is the point: Flask types it as a method.
     platform.wsgi_app = delayed(platform.wsgi_app, seconds)  # type: ignore[method-assign,assignment]
     return platform

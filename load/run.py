@@ -39,11 +39,11 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # so the imports below (E402) work as a script
 
-from load import evaluate  # noqa: E402
-from load.stages import FULL_PROFILE, duration  # noqa: E402
-from tests.processes import (  # noqa: E402
+from load import evaluate  # noqa: E402 - sys.path
+from load.stages import FULL_PROFILE, duration  # noqa: E402 - sys.path
+from tests.processes import (  # noqa: E402 - sys.path
     ProcessGroup,
     celery_worker_command,
     free_port,
@@ -141,6 +141,19 @@ class Stack:
     database: str
     cpu_dir: Path
     baseline_cpu_dir: Path
+
+    def wait_for_cpu_totals(self, since: float) -> None:
+        """Until every live worker has written its per-route totals after `since` (each
+        rewrites them every 0.5 s: gunicorn.conf.py, "Load-test CPU accounting")."""
+
+        def written() -> bool:
+            files = [self.cpu_dir / f"cpu-{pid}.json" for pid in worker_cpu(self.app)]
+            files += [
+                self.baseline_cpu_dir / f"cpu-{pid}.json" for pid in worker_cpu(self.baseline)
+            ]
+            return all(path.exists() and path.stat().st_mtime > since for path in files)
+
+        wait_until("the workers' CPU totals", written, 10, failure=LoadFailed)
 
     def snapshot(self) -> CpuSnapshot:
         return CpuSnapshot(
@@ -456,7 +469,7 @@ def run_shape(
     measured = evaluate.read_locust_csv(REPORTS / shape, exclude=BASELINE_PREFIX)
     cpu = None
     if stack is not None and before is not None:
-        time.sleep(1.0)  # the workers flush their per-route totals every 0.5 s
+        stack.wait_for_cpu_totals(since=time.time())
         cpu = cpu_report(before, stack.snapshot(), locust_cpu, wall)
     print(f"\n=== {shape}: {wall:.0f} s against {host} ===\n{route_table(measured, cpu)}")
     print(

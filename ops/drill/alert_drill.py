@@ -48,8 +48,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.processes, when run as a script
 
-from tests.processes import ProcessGroup, free_port, scratch_database  # noqa: E402
-from tests.processes import wait_until as poll_until  # noqa: E402
+from tests.processes import ProcessGroup, free_port, scratch_database  # noqa: E402 - sys.path
+from tests.processes import wait_until as poll_until  # noqa: E402 - sys.path
 
 PROMETHEUS_CONFIG = ROOT / "ops" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "ops" / "alertmanager" / "alertmanager.yml"

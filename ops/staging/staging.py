@@ -38,8 +38,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.processes and this directory's modules
 
-from ops.staging.certs import self_signed  # noqa: E402
-from tests.processes import (  # noqa: E402
+from ops.staging.certs import self_signed  # noqa: E402 - sys.path
+from tests.processes import (  # noqa: E402 - sys.path
     ProcessGroup,
     base_env,
     celery_worker_command,

@@ -25,6 +25,7 @@ import redis
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from limits import parse
+from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from sqlalchemy.engine import Connection
 
@@ -283,7 +284,8 @@ def test_a_request_costs_one_redis_round_trip_per_limit_headers_included(
     app = make_app(ratelimit_default="50/minute", ratelimit_attempt="40/minute")
     limiter = get_limiter(app)
     assert limiter is not None
-    connection = limiter.storage.get_connection()  # type: ignore[attr-defined]
+    assert isinstance(limiter.storage, RedisStorage)
+    connection = limiter.storage.get_connection()
     commands: list[str] = []
     send = connection.execute_command
 
