@@ -38,7 +38,7 @@ def test_gunicorn_and_app_lines_share_the_json_shape(tmp_path: Path) -> None:
     process = launch(command, tmp_path, env, log)
     try:
         url = None
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a busy 2-core machine boots workers slowly
         while url is None and time.monotonic() < deadline:
             match = LISTENING.search(log.read_text())
             url = match.group(1) if match else None
@@ -47,10 +47,14 @@ def test_gunicorn_and_app_lines_share_the_json_shape(tmp_path: Path) -> None:
         response = None
         while response is None and time.monotonic() < deadline:
             try:
+                # The listening socket queues the request while the workers boot, so wait for
+                # the answer rather than send it again (a retry would log a second access line).
                 response = httpx.get(
-                    f"{url}/healthz?probe=1", headers={"X-Request-ID": "gunicorn-0001"}
+                    f"{url}/healthz?probe=1",
+                    headers={"X-Request-ID": "gunicorn-0001"},
+                    timeout=60,
                 )
-            except httpx.TransportError:  # the workers are still booting
+            except httpx.ConnectError:  # not accepting yet
                 time.sleep(0.1)
         assert response is not None
         assert response.status_code == 200

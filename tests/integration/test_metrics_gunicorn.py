@@ -106,8 +106,10 @@ def send_healthz_batch(server: Server) -> None:
 
 def test_request_counts_add_up_across_two_gunicorn_workers(gunicorn: Server) -> None:
     sent = 0
-    # Concurrent batches until both workers have answered some (normally the first batch).
-    while sent < BATCH * 10:
+    # Concurrent batches until both workers have answered some (normally the first batch; on a
+    # busy machine the second worker may still be booting, so this waits for it, up to a minute).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         send_healthz_batch(gunicorn)
         sent += BATCH
         if len(healthz_counts_by_pid(gunicorn.multiproc_dir)) >= 2:

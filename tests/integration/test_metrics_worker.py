@@ -107,6 +107,8 @@ def test_a_job_run_by_the_worker_is_counted_on_the_worker_metrics_endpoint(
         return job is not None and job.status is JobStatus.SUCCEEDED
 
     wait_for(succeeded, "the worker to finish the job")
-    # The pool process counted both transitions; the main process serves them.
+    # The pool process counted both transitions; the main process serves them. It counts right
+    # after its commit, so the row can be visible a moment before the count.
+    wait_for(lambda: jobs_total(worker_metrics_url, "succeeded") == 1, "the success counted")
     assert jobs_total(worker_metrics_url, "running") == 1
     assert jobs_total(worker_metrics_url, "succeeded") == 1

@@ -454,7 +454,7 @@ def succeeded(db_session: Session, job: Job) -> bool:
 
 def login(base_url: str, email: str, password: str = PASSWORD) -> dict[str, Any]:
     response = httpx.post(
-        f"{base_url}/auth/login", json={"email": email, "password": password}, timeout=10
+        f"{base_url}/auth/login", json={"email": email, "password": password}, timeout=30
     )
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()
@@ -507,7 +507,7 @@ def test_rotating_signing_keys_keeps_old_tokens_valid_and_revoking_the_old_key_r
     checked = runbooks.run("rotate-jwt-keys.md#check", env, tmp_path).stdout
     assert checked.strip() == new_kid[1]
     old_access = {"Authorization": f"Bearer {before['access_token']}"}
-    assert httpx.get(me, headers=old_access).status_code == 200  # nobody is logged out
+    assert httpx.get(me, headers=old_access, timeout=30).status_code == 200  # nobody is logged out
 
     revoked = runbooks.run(
         "rotate-jwt-keys.md#revoke", {**env, "OLD_KID": old_kid}, tmp_path
@@ -515,8 +515,10 @@ def test_rotating_signing_keys_keeps_old_tokens_valid_and_revoking_the_old_key_r
     assert revoked.strip() == "UPDATE 1"
     app.extensions["mastery.keyring"].clear_cache()  # what the reload in the runbook does
 
-    assert httpx.get(me, headers=old_access).status_code == 401
-    refresh = httpx.post(f"{app_url}/auth/refresh", json={"refresh_token": before["refresh_token"]})
+    assert httpx.get(me, headers=old_access, timeout=30).status_code == 401
+    refresh = httpx.post(
+        f"{app_url}/auth/refresh", json={"refresh_token": before["refresh_token"]}, timeout=30
+    )
     assert refresh.status_code == 401
     after = login(app_url, user.email)
     assert kid_of(after["access_token"]) == new_kid[1]
@@ -622,7 +624,7 @@ def test_scaling_runbook_adds_and_removes_gunicorn_workers_and_the_incident_chec
     assert health[0] == "healthz 200"
     assert json.loads(health[1])["status"] == "ok", health
 
-    failed = httpx.get(f"{server.url}/courses")  # no token: a 401 with a request id
+    failed = httpx.get(f"{server.url}/courses", timeout=30)  # no token: a 401 with a request id
     request_id = failed.headers["X-Request-ID"]
     assert failed.json()["request_id"] == request_id
 
@@ -641,7 +643,7 @@ def test_scaling_runbook_adds_and_removes_gunicorn_workers_and_the_incident_chec
 
 def pool_processes(node: CeleryNode) -> int:
     """The worker's pool size, asked in-process (a `celery` command costs seconds to start)."""
-    inspect = Celery(broker=node.redis_url).control.inspect([node.name], timeout=2)
+    inspect = Celery(broker=node.redis_url).control.inspect([node.name], timeout=10)
     stats: dict[str, Any] = inspect.stats() or {}
     processes: list[int] = stats.get(node.name, {}).get("pool", {}).get("processes", [])
     return len(processes)
@@ -652,7 +654,7 @@ def test_scaling_runbook_grows_and_shrinks_a_celery_workers_pool(
     settings: Settings, tmp_path: Path, celery_node: CeleryNode
 ) -> None:
     env = shell_env(settings, tmp_path, WORKER=celery_node.name, **celery_node.env())
-    assert pool_processes(celery_node) == 1
+    poll(lambda: pool_processes(celery_node) == 1, "the worker to answer with a pool of 1")
 
     runbooks.run("scale.md#worker-grow", env, tmp_path)
     poll(lambda: pool_processes(celery_node) == 2, "a pool of 2 after pool_grow")
@@ -779,7 +781,8 @@ def start_prometheus(
     require("prometheus", "prometheus")
     port = free_port()
     config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        # A 2 s timeout: one slow scrape on a busy machine must not read as the target being down.
+        "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"},
         "rule_files": [str(rules) for rules in RULE_FILES],
         "scrape_configs": [
             {
