@@ -13,7 +13,7 @@ from typing import Any
 
 from apiflask import APIFlask, HTTPError
 from flask import Request, Response, current_app, json, request
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
@@ -26,6 +26,8 @@ PROBLEM_TYPE_BASE = "https://mastery.example/problems/"
 # can cause (a few hundred thousand levels fit in MAX_CONTENT_LENGTH and would overflow the
 # parser's recursion into a 500).
 MAX_JSON_DEPTH = 32
+# A restart or failover takes seconds; clients that honour Retry-After come back after it.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,26 @@ def _from_apiflask(error: HTTPError) -> Response:
     return problem_response(error.status_code, detail, headers=headers)
 
 
+def _from_database_unavailable(error: OperationalError | InterfaceError) -> Response:
+    """The database refused the connection, dropped it, or gave up on the statement (restart,
+    failover, overload, deadlock). The transaction did not commit, except in the one case no
+    server can rule out (the connection lost during COMMIT), which is what Idempotency-Key
+    replays are for; either way the client should retry, and Sentry hears of it."""
+    logger.error(
+        "database unavailable: %s",
+        type(error.orig).__name__ if error.orig is not None else type(error).__name__,
+        exc_info=error,
+        extra={"request_id": current_request_id()},
+    )
+    return problem_response(
+        503,
+        "The database is unavailable for the moment; retry shortly (with the same "
+        "Idempotency-Key where the operation takes one).",
+        slug="database-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _from_data_error(error: DataError) -> Response:
     """A value the database refuses (out of range, bad encoding) is the client's input."""
     logger.warning("database refused a value: %s", type(error.orig).__name__)
@@ -235,5 +257,7 @@ def init_app(app: APIFlask) -> None:
     app.register_error_handler(ProblemError, _from_problem_error)
     app.register_error_handler(HTTPException, _from_werkzeug)
     app.register_error_handler(DataError, _from_data_error)
+    app.register_error_handler(OperationalError, _from_database_unavailable)
+    app.register_error_handler(InterfaceError, _from_database_unavailable)
     app.register_error_handler(Exception, _from_unexpected)
     app.before_request(_require_json_body)
