@@ -55,6 +55,12 @@ REPORTS = ROOT / "reports" / "load"
 THRESHOLDS = ROOT / "load" / "thresholds"
 BASELINE_APP_NAME = "mastery-baseline"
 BASELINE_PREFIX = ("/baseline",)
+BASELINE_ROUTE = "GET /baseline"
+# The baseline app's round trips of a hot route with no framework (load/baseline_app.py).
+FLOOR_ROUTES = {
+    "GET /sessions/{id}/next": "GET /baseline/next-round-trips",
+    "POST /sessions/{id}/attempts": "GET /baseline/attempt-round-trips",
+}
 HOT_ROUTES = ("GET /sessions/{id}/next", "POST /sessions/{id}/attempts")
 PROFILES = {"smoke": ("smoke",), "full": FULL_PROFILE}
 RESET_STATS = ("smoke", "steady", "soak")
@@ -180,13 +186,32 @@ class CpuReport:
     route_ms: dict[str, float] = field(default_factory=dict)  # CPU-ms per request by route
     app_ms_per_request: float = 0.0
     app_requests: int = 0
-    baseline_requests: int = 0
+    baseline_requests: int = 0  # of the one-query route
+    baseline_app_requests: int = 0  # of all the baseline app's routes
     baseline_ms_per_request: float = 0.0
     ratios: dict[str, float] = field(default_factory=dict)
+    # A hot route's round trips alone, as a multiple of the baseline (keyed by the hot route).
+    floor_ratios: dict[str, float] = field(default_factory=dict)
 
 
-def _served(before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]) -> int:
-    return sum(count - before.get(route, (0, 0.0))[0] for route, (count, _) in after.items())
+def _thread_deltas(
+    before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]
+) -> dict[str, tuple[int, float]]:
+    """Requests and thread CPU seconds per route between two snapshots."""
+    return {
+        route: (count - before.get(route, (0, 0.0))[0], cpu - before.get(route, (0, 0.0))[1])
+        for route, (count, cpu) in after.items()
+    }
+
+
+def _split(seconds: float, threads: dict[str, tuple[int, float]]) -> dict[str, float]:
+    """CPU-ms per request by route: the workers' whole CPU split by each route's thread CPU."""
+    thread_total = sum(cpu for _, cpu in threads.values())
+    return {
+        route: 1000 * seconds * (cpu / thread_total) / count
+        for route, (count, cpu) in threads.items()
+        if count > 0 and thread_total > 0
+    }
 
 
 def cpu_report(
@@ -206,30 +231,26 @@ def cpu_report(
         locust_seconds=locust_seconds,
         wall_seconds=wall_seconds,
     )
-    threads = {
-        route: (
-            count - before.routes.get(route, (0, 0.0))[0],
-            cpu - before.routes.get(route, (0, 0.0))[1],
-        )
-        for route, (count, cpu) in after.routes.items()
-    }
-    thread_total = sum(cpu for _, cpu in threads.values())
+    threads = _thread_deltas(before.routes, after.routes)
     # Requests as the workers counted them, over the same window as the CPU: Locust's
     # statistics may start later (--reset-stats).
     served = sum(count for count, _ in threads.values())
-    baseline_requests = _served(before.baseline_routes, after.baseline_routes)
-    report.baseline_requests = baseline_requests
     if served:
         report.app_ms_per_request = 1000 * app_seconds / served
     report.app_requests = served
-    if baseline_requests:
-        report.baseline_ms_per_request = 1000 * baseline_seconds / baseline_requests
-    for route, (count, cpu) in threads.items():
-        if count > 0 and thread_total > 0:
-            report.route_ms[route] = 1000 * app_seconds * (cpu / thread_total) / count
+    report.route_ms = _split(app_seconds, threads)
+    # The baseline app serves the one-query baseline and the round-trip floors: the same split.
+    baseline_threads = _thread_deltas(before.baseline_routes, after.baseline_routes)
+    baseline_ms = _split(baseline_seconds, baseline_threads)
+    report.baseline_requests = baseline_threads.get(BASELINE_ROUTE, (0, 0.0))[0]
+    report.baseline_app_requests = sum(count for count, _ in baseline_threads.values())
+    report.baseline_ms_per_request = baseline_ms.get(BASELINE_ROUTE, 0.0)
     if report.baseline_ms_per_request > 0:
         for route, ms in report.route_ms.items():
             report.ratios[route] = ms / report.baseline_ms_per_request
+        for route, floor in FLOOR_ROUTES.items():
+            if floor in baseline_ms:
+                report.floor_ratios[route] = baseline_ms[floor] / report.baseline_ms_per_request
     return report
 
 
@@ -425,8 +446,9 @@ def cpu_lines(cpu: CpuReport) -> str:
     wall = max(cpu.wall_seconds, 1e-9)
     baseline_requests = cpu.baseline_requests
     pg_ms = 1000 * cpu.postgres_platform_seconds / max(cpu.app_requests, 1)
-    pg_base_ms = 1000 * cpu.postgres_baseline_seconds / max(baseline_requests, 1)
+    pg_base_ms = 1000 * cpu.postgres_baseline_seconds / max(cpu.baseline_app_requests, 1)
     ratios = ", ".join(f"{r} {cpu.ratios.get(r, float('nan')):.2f}x" for r in HOT_ROUTES)
+    floors = ", ".join(f"{r} {cpu.floor_ratios.get(r, float('nan')):.2f}x" for r in HOT_ROUTES)
     return "\n".join(
         [
             f"app CPU: {cpu.app_seconds:.1f} s over {wall:.0f} s ({cpu.app_seconds / wall:.2f} cores)"
@@ -435,8 +457,11 @@ def cpu_lines(cpu: CpuReport) -> str:
             f"baseline (one PK SELECT, same gunicorn config): {cpu.baseline_ms_per_request:.2f}"
             f" CPU-ms per request ({baseline_requests} requests, {cpu.baseline_seconds:.1f} s)",
             f"ratio to baseline: {ratios}",
+            f"the same routes' round trips alone (Redis calls + one transaction of their"
+            f" statements, no framework; load/baseline_app.py): {floors}",
             f"Postgres CPU (scratch database's backends): platform {cpu.postgres_platform_seconds:.1f} s"
-            f" = {pg_ms:.2f} ms per request; baseline {pg_base_ms:.2f} ms per request",
+            f" = {pg_ms:.2f} ms per request; baseline app {pg_base_ms:.2f} ms per request (all"
+            " its routes)",
             f"load generator (Locust) CPU: {cpu.locust_seconds:.1f} s"
             f" ({cpu.locust_seconds / wall:.2f} cores)",
         ]

@@ -269,13 +269,24 @@ class Admin(MasteryUser):
 
 class Baseline(FastHttpUser):
     """Loads the benchmark-only baseline app (load/baseline_app.py) side by side with the
-    platform; only the load stack enables it (LOAD_BASELINE_HOST)."""
+    platform; only the load stack enables it (LOAD_BASELINE_HOST). Mostly the one-query
+    baseline; now and then the round trips of next and of an answer with no framework."""
 
     # Locust's --host replaces every class's `host`, so the baseline is addressed by full URL.
-    url = os.environ.get("LOAD_BASELINE_HOST", "").rstrip("/") + "/baseline"
+    base = os.environ.get("LOAD_BASELINE_HOST", "").rstrip("/")
     fixed_count = int(os.environ.get("LOAD_BASELINE_USERS", "4"))
     wait_time = between(0.02, 0.08)
 
-    @task
+    @task(4)
     def one_query(self) -> None:
-        self.client.get(self.url, name="/baseline")
+        self.client.get(f"{self.base}/baseline", name="/baseline")
+
+    @task(1)
+    def next_round_trips(self) -> None:
+        self.client.get(f"{self.base}/baseline/next-round-trips", name="/baseline/next-round-trips")
+
+    @task(1)
+    def attempt_round_trips(self) -> None:
+        self.client.get(
+            f"{self.base}/baseline/attempt-round-trips", name="/baseline/attempt-round-trips"
+        )
