@@ -11,6 +11,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from apiflask import APIFlask, HTTPError
 from flask import Request, Response, current_app, json, request
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
@@ -144,11 +145,31 @@ def _from_apiflask(error: HTTPError) -> Response:
     return problem_response(error.status_code, detail, headers=headers)
 
 
-def _from_database_unavailable(error: OperationalError | InterfaceError) -> Response:
-    """The database refused the connection, dropped it, or gave up on the statement (restart,
-    failover, overload, deadlock). The transaction did not commit, except in the one case no
-    server can rule out (the connection lost during COMMIT), which is what Idempotency-Key
-    replays are for; either way the client should retry, and Sentry hears of it."""
+# SQLSTATEs worth a retry: connection exceptions (08), operator intervention such as a shutdown
+# or a server not yet accepting connections (57P), too many connections, serialization failure
+# and deadlock (40001, 40P01), a lock not available and a statement timeout (55P03, 57014).
+_TRANSIENT_SQLSTATES = ("08", "57P", "53300", "40001", "40P01", "55P03", "57014")
+
+
+def is_transient_database_error(error: OperationalError | InterfaceError) -> bool:
+    """Whether the database, not the request, failed in a way a retry can outlive: a lost or
+    refused connection, a restart, overload, a deadlock. Everything else (a SQLite "no such
+    table", a statement too big for an index) is a bug and stays a 500."""
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error.orig, psycopg.Error):
+        return False
+    sqlstate = error.orig.sqlstate
+    # No SQLSTATE: the failure happened before the server answered (a refused connection).
+    return sqlstate is None or sqlstate.startswith(_TRANSIENT_SQLSTATES)
+
+
+def _from_database_error(error: OperationalError | InterfaceError) -> Response:
+    """A transient database failure is a 503 to retry; the transaction did not commit, except in
+    the one case no server can rule out (the connection lost during COMMIT), which is what
+    Idempotency-Key replays are for. Either way Sentry hears of it."""
+    if not is_transient_database_error(error):
+        return _from_unexpected(error)
     logger.error(
         "database unavailable: %s",
         type(error.orig).__name__ if error.orig is not None else type(error).__name__,
@@ -257,7 +278,7 @@ def init_app(app: APIFlask) -> None:
     app.register_error_handler(ProblemError, _from_problem_error)
     app.register_error_handler(HTTPException, _from_werkzeug)
     app.register_error_handler(DataError, _from_data_error)
-    app.register_error_handler(OperationalError, _from_database_unavailable)
-    app.register_error_handler(InterfaceError, _from_database_unavailable)
+    app.register_error_handler(OperationalError, _from_database_error)
+    app.register_error_handler(InterfaceError, _from_database_error)
     app.register_error_handler(Exception, _from_unexpected)
     app.before_request(_require_json_body)

@@ -455,7 +455,8 @@ def cpu_lines(cpu: CpuReport) -> str:
             f" = {cpu.app_ms_per_request:.2f} CPU-ms per request ({cpu.app_requests} requests"
             " served, log-ins included)",
             f"baseline (one PK SELECT, same gunicorn config): {cpu.baseline_ms_per_request:.2f}"
-            f" CPU-ms per request ({baseline_requests} requests, {cpu.baseline_seconds:.1f} s)",
+            f" CPU-ms per request ({baseline_requests} requests; the baseline app's workers used"
+            f" {cpu.baseline_seconds:.1f} s over all its routes)",
             f"ratio to baseline: {ratios}",
             f"the same routes' round trips alone (Redis calls + one transaction of their"
             f" statements, no framework; load/baseline_app.py): {floors}",

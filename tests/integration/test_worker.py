@@ -149,7 +149,9 @@ def worker_env(
         AI_MODEL="fake-model",
         AI_API_KEY="sk-worker-test",
         JOB_TIMEOUT_SECONDS=str(JOB_TIMEOUT_SECONDS),
-        JOB_VISIBILITY_TIMEOUT_SECONDS="10",
+        # Above the job's deadline: a task deferred to the deadline (an ETA message the worker
+        # holds unacknowledged) must not be restored to the queue before it runs.
+        JOB_VISIBILITY_TIMEOUT_SECONDS=str(3 * JOB_TIMEOUT_SECONDS),
     )
 
 
