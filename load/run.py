@@ -513,7 +513,23 @@ def run_shape(
     else:
         print(f"load generator (Locust) CPU: {locust_cpu:.1f} s (no server CPU: remote host)")
     thresholds = args.thresholds or THRESHOLDS / f"{shape}.toml"
-    return evaluate_shape(shape, thresholds, cpu, measured)
+    return evaluate_shape(shape, thresholds, cpu, measured) + baseline_problems(shape)
+
+
+def baseline_problems(shape: str) -> list[str]:
+    """The ratios are only as good as the baseline: a failed baseline request (a missing Redis,
+    a refused connection) would make its routes look cheap, so it fails the run."""
+    everything = evaluate.read_locust_csv(REPORTS / shape)
+    failed = {
+        route: stats
+        for route, stats in everything.routes.items()
+        if route.split(" ", 1)[-1].startswith(BASELINE_PREFIX) and stats.failures
+    }
+    return [
+        f"{shape}: baseline {route}: {stats.failures} of {stats.requests} requests failed,"
+        " so the CPU ratios compare against a broken baseline"
+        for route, stats in sorted(failed.items())
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

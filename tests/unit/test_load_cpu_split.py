@@ -1,12 +1,16 @@
 """The load runner's CPU arithmetic (load/run.py): the workers' whole CPU split between routes
-by their thread CPU, the baseline from the baseline app's one-query route, and the round-trip
-floors of the hot routes as multiples of that baseline."""
+by their thread CPU, the baseline from the baseline app's one-query route, the round-trip
+floors of the hot routes as multiples of that baseline, and a failing baseline failing the run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from load import run
 from load.run import CpuSnapshot, cpu_report
+from tests.unit.test_load_thresholds import write_stats
 
 NEXT = "GET /sessions/{id}/next"
 ATTEMPTS = "POST /sessions/{id}/attempts"
@@ -68,3 +72,27 @@ def test_without_baseline_requests_there_are_no_ratios() -> None:
     assert report.baseline_ms_per_request == 0.0
     assert report.ratios == {}
     assert report.floor_ratios == {}
+
+
+def test_a_failing_baseline_route_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run, "REPORTS", tmp_path)
+    write_stats(
+        tmp_path / "smoke",
+        [
+            ("GET", "/sessions/{id}/next", 200, 1, 30.0, 15.0),  # the thresholds' business
+            ("GET", "/baseline", 900, 0, 4.0, 60.0),
+            ("GET", "/baseline/next-round-trips", 150, 150, 1.0, 10.0),  # e.g. no Redis
+            ("", "Aggregated", 1250, 151, 20.0, 85.0),
+        ],
+    )
+
+    (problem,) = run.baseline_problems("smoke")
+
+    assert "/baseline/next-round-trips: 150 of 150 requests failed" in problem
+    write_stats(
+        tmp_path / "steady",
+        [("GET", "/baseline", 900, 0, 4.0, 60.0), ("", "Aggregated", 900, 0, 4.0, 60.0)],
+    )
+    assert run.baseline_problems("steady") == []
