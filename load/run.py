@@ -56,12 +56,13 @@ THRESHOLDS = ROOT / "load" / "thresholds"
 BASELINE_APP_NAME = "mastery-baseline"
 BASELINE_PREFIX = ("/baseline",)
 BASELINE_ROUTE = "GET /baseline"
-# The baseline app's round trips of a hot route with no framework (load/baseline_app.py).
+# The hot routes, each with the baseline app's route that sends its round trips with no
+# framework (load/baseline_app.py).
 FLOOR_ROUTES = {
     "GET /sessions/{id}/next": "GET /baseline/next-round-trips",
     "POST /sessions/{id}/attempts": "GET /baseline/attempt-round-trips",
 }
-HOT_ROUTES = ("GET /sessions/{id}/next", "POST /sessions/{id}/attempts")
+HOT_ROUTES = tuple(FLOOR_ROUTES)
 PROFILES = {"smoke": ("smoke",), "full": FULL_PROFILE}
 RESET_STATS = ("smoke", "steady", "soak")
 # Limits the load stack raises, and why (docs/load-testing.md "Rate limits"): every other
