@@ -16,6 +16,7 @@ import argparse
 import os
 import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nox
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from tools.audit_status import classify_audit, offline_audit_allowed  # noqa: E402
+from tools.pytest_runs import is_whole_tier  # noqa: E402
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -46,6 +48,13 @@ nox.options.sessions = [
 
 PYTHON = "3.11"
 COVERAGE_DIR = Path("reports/coverage")
+# Data of runs that selected part of a tier (one file, `-k`, `--lf`, `-x`): kept apart so they
+# never replace the whole tier's data that `coverage` combines (tools/pytest_runs.py).
+PARTIAL_COVERAGE_DIR = COVERAGE_DIR / "partial"
+JUNIT_DIR = Path("reports/junit")
+COVERED_TIERS = ("unit", "integration", "contracts")
+# `./noxw -t quick`: the checks that need no service, for the loop before a push.
+QUICK = ["quick"]
 LOCK_COMMAND = "./noxw -s lock"
 FORMATTED = ("app", "tests", "contracts", "tools", "noxfile.py")
 
@@ -63,18 +72,23 @@ def tests_to_run(session: nox.Session, test_dir: str) -> list[str]:
     return [] if names_tests else [test_dir]
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=QUICK)
 def lint(session: nox.Session) -> None:
-    """Run the pre-commit hooks on every tracked file (mypy and bandit have their own sessions)."""
+    """Run all pre-commit hooks of both stages (commit and push) on every tracked file.
+
+    The hooks that `pre-commit install` puts on `git commit` (the fast ones) and on `git push`
+    (mypy, bandit), so a commit or push does not fail on what the gate passed. Arguments go to
+    `pre-commit run`; naming a stage runs only it: `nox -s lint -- --hook-stage pre-push mypy`.
+    """
     install_locked(session)
-    session.run(
-        "pre-commit",
-        "run",
-        "--all-files",
-        "--show-diff-on-failure",
-        *session.posargs,
-        env={"SKIP": "mypy,bandit"},
-    )
+    # `-- --files a.py b.py` checks just those files; pre-commit refuses it beside --all-files.
+    scope = [] if "--files" in session.posargs else ["--all-files"]
+    run = ("pre-commit", "run", *scope, "--show-diff-on-failure")
+    if "--hook-stage" in session.posargs:  # `pre-commit run` takes a single stage
+        session.run(*run, *session.posargs)
+        return
+    for stage in ("pre-commit", "pre-push"):
+        session.run(*run, "--hook-stage", stage, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
@@ -86,7 +100,7 @@ def fmt(session: nox.Session) -> None:
     session.run("black", *targets)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=QUICK)
 def typecheck(session: nox.Session) -> None:
     """Type-check with mypy, strict on app/ (configured in pyproject.toml)."""
     install_locked(session)
@@ -142,7 +156,7 @@ def security(session: nox.Session) -> None:
     session.log(f"Dependency audit: {decision.reason}")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=QUICK)
 def unit(session: nox.Session) -> None:
     """Run tests/unit (no I/O) with branch coverage of app/.
 
@@ -162,10 +176,12 @@ def integration(session: nox.Session) -> None:
     run_pytest_with_coverage(session, "tests/integration", "integration", workers="auto")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=QUICK)
 def contracts(session: nox.Session) -> None:
-    """Run the I/O-free contracts with coverage of app/: prompt snapshots, respx-driven provider
-    behaviour, and the committed OpenAPI document (drift, validity, error documentation).
+    """Run the I/O-free contracts (prompts, AI provider, OpenAPI document) with coverage.
+
+    Prompt snapshots, respx-driven provider behaviour, and the committed OpenAPI document
+    (drift, validity, error documentation).
 
     Serial, so syrupy's unused-snapshot check sees every test in one process. The fuzzer in
     contracts/fuzz has its own session.
@@ -207,6 +223,7 @@ def fuzz(session: nox.Session) -> None:
         *("-p", "tests.plugins.services", "-p", "tests.plugins.database"),
         "contracts/fuzz",
         *("-n", "auto", "-p", "no:randomly"),
+        junit_option("fuzz"),
         *pytest_args,
         env=env,
     )
@@ -227,8 +244,10 @@ def prometheus_files(pattern: str) -> list[str]:
 
 @nox.session(python=False)
 def alerts(session: nox.Session) -> None:
-    """Check the Prometheus config and rules, run the `promtool test rules` unit tests of every
-    alert, and check the Alertmanager config (with amtool when it is installed).
+    """Check the Prometheus and Alertmanager configs and run every alert's promtool tests.
+
+    `promtool check config` and `check rules` on ops/prometheus, `promtool test rules` (a
+    firing and a not-firing case per alert), and `amtool check-config` when amtool is installed.
 
     Needs promtool (Debian: `apt-get install prometheus prometheus-alertmanager`; .ci/run
     installs them). Without promtool the session fails: it never skips.
@@ -256,10 +275,12 @@ def alerts(session: nox.Session) -> None:
 
 @nox.session(name="alert-drill", python=PYTHON, default=False)
 def alert_drill(session: nox.Session) -> None:
-    """Live alert drill on loopback: the platform (gunicorn, 2 workers, a scratch Postgres
-    database, DRILL_TOKEN set), Prometheus and Alertmanager from the Debian packages, and a
-    webhook receiver. Fails the platform on purpose until High5xxRatio reaches the receiver
-    (within 120 s), checks that it resolves, then runs every dashboard query and requires data.
+    """Drill the whole alert path live: a failing platform must page a webhook, then resolve.
+
+    On loopback: the platform (gunicorn, 2 workers, a scratch Postgres database, DRILL_TOKEN
+    set), Prometheus and Alertmanager from the Debian packages, and a webhook receiver. Fails
+    the platform on purpose until High5xxRatio reaches the receiver (within 120 s), checks that
+    it resolves, then runs every dashboard query and requires data.
 
     Needs `prometheus`, `prometheus-alertmanager` and `redis-server` on PATH and a Postgres
     server (DRILL_DATABASE_URL, else TEST_DATABASE_URL, else postgres@127.0.0.1:5432). The
@@ -281,19 +302,22 @@ def alert_drill(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def load(session: nox.Session) -> None:
-    """Locust load test with thresholds (docs/load-testing.md). Starts a production-like stack
-    on loopback (gunicorn with APP_ENV=production, a scratch Postgres database, a throwaway
-    redis-server, a Celery worker, and the benchmark-only baseline app), seeds it, runs the
-    shapes headless, tears everything down, and prints requests/s, p50/p95/p99 per route, the
-    error ratio, app CPU-ms per request and its ratio to the baseline, Postgres CPU and Locust's
-    CPU, then each threshold against its measured value. Fails when any threshold is violated.
+    """Run the Locust load shapes against a seeded production-like stack; fail on any threshold.
 
-    `-- --profile full` runs steady, ramp, spike and soak (~12 min); `-- --host URL` runs the
-    scenarios against a running deployment and starts nothing. Other arguments go to
-    `python -m load.run` (`--inject-delay-ms 150` fails the gate on purpose) and then to Locust.
-    Reports: reports/load/. Needs `redis-server` (Debian: `apt-get install -y redis-server`)
-    unless `--host` is given, and a Postgres server (LOAD_DATABASE_URL, else
-    postgres@127.0.0.1:5432).
+    The stack (docs/load-testing.md), on loopback: gunicorn with APP_ENV=production, a scratch
+    Postgres database, a throwaway redis-server, a Celery worker, and the benchmark-only
+    baseline app. It seeds it, runs the shapes headless, tears everything down, and prints
+    requests/s, p50/p95/p99 per route, the error ratio, app CPU-ms per request and its ratio to
+    the baseline, Postgres CPU and Locust's CPU, then each threshold against its measured value.
+
+    `-- --profile full` runs steady, ramp, spike and soak (~12 min); `-- --shape NAME` one shape;
+    `-- --host URL` runs the scenarios against a running deployment and starts nothing;
+    `-- --serve` starts the seeded stack, prints its URL and the `locust` commands to load it by
+    hand, and keeps it up until Ctrl-C. Other arguments go to `python -m load.run`
+    (`--inject-delay-ms 2000` fails the gate on purpose) and then to Locust. Reports:
+    reports/load/ (summary.md always; logs/ when the run failed). Needs `redis-server` (Debian:
+    `apt-get install -y redis-server`) unless `--host` is given, and a Postgres server
+    (LOAD_DATABASE_URL, else postgres@127.0.0.1:5432).
     """
     parser = argparse.ArgumentParser(prog="nox -s load --", description=load.__doc__)
     parser.add_argument("--profile", choices=("smoke", "full"), default="smoke")
@@ -308,7 +332,13 @@ def load(session: nox.Session) -> None:
         session.error("redis-server not installed: `apt-get install -y redis-server` (as root)")
     install_locked(session)
     host = ["--host", args.host] if args.host else []
-    session.run("python", "-m", "load.run", "--profile", args.profile, *host, *passthrough)
+    # Ctrl-C reaches the runner too; nox's default 0.3 s before SIGTERM (and 0.2 s more before
+    # SIGKILL) would cut its teardown short and leave the scratch database and processes behind.
+    session.run(
+        *("python", "-m", "load.run", "--profile", args.profile, *host, *passthrough),
+        interrupt_timeout=60,
+        terminate_timeout=30,
+    )
 
 
 STAGING_INSTALL = "apt-get install -y nginx redis-server"
@@ -316,10 +346,11 @@ STAGING_INSTALL = "apt-get install -y nginx redis-server"
 
 @nox.session(python=PYTHON, default=False)
 def staging(session: nox.Session) -> None:
-    """Local production parity, then the smoke suite against it, then teardown: APP_ENV=production,
-    nginx terminating TLS with a self-signed certificate made for the run, gunicorn (2 workers),
-    a Celery worker, a scratch Postgres database and a throwaway redis-server, all on loopback.
-    Prints which smoke checks ran (docs/staging.md).
+    """Run the smoke suite against a local production-parity stack, then tear it down.
+
+    APP_ENV=production, nginx terminating TLS with a self-signed certificate made for the run,
+    gunicorn (2 workers), a Celery worker, a scratch Postgres database and a throwaway
+    redis-server, all on loopback. Prints which smoke checks ran (docs/staging.md).
 
     Needs `nginx` and `redis-server` (Debian: `apt-get install -y nginx redis-server`) and a
     Postgres server (STAGING_DATABASE_URL, else postgres@127.0.0.1:5432). Arguments after `--`
@@ -337,12 +368,25 @@ def staging(session: nox.Session) -> None:
     session.run("python", "ops/staging/staging.py", *session.posargs)
 
 
+def junit_option(name: str) -> str:
+    """pytest's option that writes the tier's JUnit XML to reports/junit/<name>.xml (for CI)."""
+    JUNIT_DIR.mkdir(parents=True, exist_ok=True)
+    return f"--junitxml={JUNIT_DIR / f'{name}.xml'}"
+
+
 def run_pytest_with_coverage(
     session: nox.Session, test_dir: str, name: str, workers: str, extra: list[str] | None = None
 ) -> None:
-    """Run pytest under coverage; pytest-cov combines the workers into COVERAGE_FILE."""
-    COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
-    env = {"COVERAGE_FILE": str(COVERAGE_DIR / f".coverage.{name}")}
+    """Run pytest under coverage; pytest-cov combines the workers into COVERAGE_FILE.
+
+    A run of the whole tier writes reports/coverage/.coverage.<name>, which `coverage` combines;
+    a partial one (posargs that select or stop early) writes under reports/coverage/partial/.
+    """
+    whole = is_whole_tier(session.posargs)
+    data_dir = COVERAGE_DIR if whole else PARTIAL_COVERAGE_DIR
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_file = data_dir / f".coverage.{name}"
+    env = {"COVERAGE_FILE": str(data_file)}
     session.run(
         "pytest",
         *tests_to_run(session, test_dir),
@@ -351,10 +395,16 @@ def run_pytest_with_coverage(
         "--cov=app",
         "--cov-branch",
         "--cov-report=",
+        junit_option(name),
         *(extra or []),
         *session.posargs,  # last, so `-- -n 0` or `-- -p no:randomly` override the defaults
         env=env,
     )
+    if not whole:
+        session.log(
+            f"partial run: its coverage data is in {data_file}; `coverage` keeps combining the "
+            f"last whole run's {COVERAGE_DIR / f'.coverage.{name}'}"
+        )
 
 
 @nox.session(python=PYTHON)
@@ -366,20 +416,30 @@ def migrations(session: nox.Session) -> None:
         *tests_to_run(session, "tests/migrations"),
         "-p",
         "no:randomly",
+        junit_option("migrations"),
         *session.posargs,
     )
 
 
 @nox.session(python=PYTHON)
 def coverage(session: nox.Session) -> None:
-    """Combine unit, integration and contracts coverage; fail under 95 % branch coverage."""
-    parts = [COVERAGE_DIR / f".coverage.{name}" for name in ("unit", "integration", "contracts")]
+    """Combine unit, integration and contracts coverage; fail under 95 % branch coverage.
+
+    Uses each tier's last whole run (a partial run's data is kept apart), says how old each
+    part is, and writes html/, coverage.xml and summary.md (Markdown, for CI's job summary).
+    """
+    parts = [COVERAGE_DIR / f".coverage.{name}" for name in COVERED_TIERS]
     missing = [str(part) for part in parts if not part.is_file()]
     if missing:
         session.error(
-            f"Missing coverage data: {', '.join(missing)}. "
-            "Run `nox -s unit integration contracts` first"
+            f"Missing coverage data from a whole run: {', '.join(missing)}. "
+            "Run `./noxw -s unit integration contracts` first (a run that selects tests, "
+            "e.g. `-- -k name` or `--lf`, keeps its data under "
+            f"{PARTIAL_COVERAGE_DIR} and does not count)"
         )
+    for part in parts:
+        age = datetime.now(UTC) - datetime.fromtimestamp(part.stat().st_mtime, UTC)
+        session.log(f"{part}: from a whole run {age.total_seconds() / 60:.0f} min ago")
     install_locked(session)
     # Not `.coverage`: coverage's reporting commands would take `.coverage.unit`,
     # `.coverage.integration` and `.coverage.contracts` for parallel pieces of it, combine them
@@ -389,6 +449,10 @@ def coverage(session: nox.Session) -> None:
     # Reports first, so they exist to look at when the threshold below fails.
     session.run("coverage", "html", "-d", str(COVERAGE_DIR / "html"), env=env)
     session.run("coverage", "xml", "-o", str(COVERAGE_DIR / "coverage.xml"), env=env)
+    markdown = session.run(
+        "coverage", "report", "--format=markdown", "--skip-covered", silent=True, env=env
+    )
+    (COVERAGE_DIR / "summary.md").write_text(markdown or "", encoding="utf-8")
     session.run("coverage", "report", "--fail-under=95", *session.posargs, env=env)
 
 
@@ -421,6 +485,42 @@ def serve(session: nox.Session) -> None:
         "--no-reload",
         env=env,
     )
+
+
+DEV_VENV = Path(".venv")
+
+
+@nox.session(python=PYTHON, default=False)
+def dev(session: nox.Session) -> None:
+    """Build the project's own .venv from the lock, for an editor and for running tools directly.
+
+    `.venv` gets exactly what requirements-dev.txt locks (with hashes) and the project in
+    editable mode, so `.venv/bin/pytest tests/unit -x` and the editor's type checker see what
+    the gate sees. Re-run after `./noxw -s lock` changes the lock; `-- --path DIR` builds
+    elsewhere.
+    """
+    parser = argparse.ArgumentParser(prog="nox -s dev --", description=dev.__doc__)
+    parser.add_argument("--path", type=Path, default=DEV_VENV, help="where (.venv)")
+    try:
+        args = parser.parse_args(session.posargs)
+    except SystemExit as exc:
+        if exc.code:
+            session.error("invalid arguments for dev; see the usage above")
+        session.skip("printed help")
+    target = args.path.resolve()
+    # The session's own interpreter, so .venv has the Python the gate uses.
+    python = session.run("python", "-c", "import sys; print(sys.executable)", silent=True)
+    python = (python or "").strip()
+    uv = shutil.which("uv")  # ./noxw puts the pinned uv first on PATH
+    if uv:
+        session.run(uv, "venv", "--allow-existing", "--python", python, str(target), external=True)
+        pip = [uv, "pip", "install", "--python", str(target / "bin" / "python")]
+    else:
+        session.run(python, "-m", "venv", str(target), external=True)
+        pip = [str(target / "bin" / "python"), "-m", "pip", "install"]
+    session.run(*pip, "--require-hashes", "-r", "requirements-dev.txt", external=True)
+    session.run(*pip, "--no-deps", "-e", ".", external=True)
+    session.log(f"{target} is ready: `source {args.path}/bin/activate`, or point your editor at it")
 
 
 @nox.session(python=PYTHON, default=False)

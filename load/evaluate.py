@@ -5,6 +5,7 @@ Pure functions over plain data, so the verdict is unit-tested without Locust or 
 
     [total]
     max_error_ratio = 0.0        # failed / all requests
+    max_exceptions = 0           # exceptions raised in the users' code (default 0)
     min_rps = 20.0               # requests per second over the whole run
     min_requests = 500
 
@@ -17,6 +18,9 @@ Pure functions over plain data, so the verdict is unit-tested without Locust or 
     "GET /sessions/{id}/next" = 6.0
 
 Every key is optional; an unknown key is an error, so a typo cannot silently disable a check.
+`max_exceptions` applies even when absent (limit 0): a scenario that crashes after a successful
+request (a KeyError on a response, an account it could not get) has stopped simulating its user,
+whatever the request statistics say. Exceptions come from Locust's `<prefix>_exceptions.csv`.
 `python -m load.evaluate --csv reports/load/smoke --thresholds load/thresholds/smoke.toml`
 evaluates the CSV of any Locust run (a distributed one included) against a file.
 """
@@ -31,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TOTAL_KEYS = {"max_error_ratio", "min_rps", "min_requests"}
+TOTAL_KEYS = {"max_error_ratio", "max_exceptions", "min_rps", "min_requests"}
+DEFAULT_MAX_EXCEPTIONS = 0
 ROUTE_KEYS = {"p50_ms", "p95_ms", "p99_ms", "max_error_ratio", "min_requests"}
 
 
@@ -50,10 +55,27 @@ class RouteStats:
 
 
 @dataclass(frozen=True)
+class TaskException:
+    """One row of Locust's exceptions CSV: the same traceback, counted."""
+
+    count: int
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
 class Measurements:
     routes: dict[str, RouteStats]
     total: RouteStats
     cpu_ratio: dict[str, float] = field(default_factory=dict)
+    # None: not measured (no exceptions CSV), which fails the max_exceptions check.
+    exceptions: tuple[TaskException, ...] | None = None
+
+    @property
+    def exception_count(self) -> int | None:
+        if self.exceptions is None:
+            return None
+        return sum(e.count for e in self.exceptions)
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,8 @@ def load_thresholds(path: Path) -> dict[str, Any]:
     unknown = set(document) - {"total", "routes", "cpu_ratio", "about"}
     if unknown:
         raise ThresholdsError(f"{path}: unknown sections {sorted(unknown)}")
+    if not isinstance(document.get("total", {}).get("max_exceptions", 0), int):
+        raise ThresholdsError(f"{path}: max_exceptions must be a whole number")
     if set(document.get("total", {})) - TOTAL_KEYS:
         raise ThresholdsError(
             f"{path}: unknown keys in [total]: {sorted(set(document['total']) - TOTAL_KEYS)}"
@@ -129,6 +153,15 @@ def evaluate(
                 True,
             )
         )
+    raised = measured.exception_count
+    checks.append(
+        Check(
+            "task exceptions (all users)",
+            total.get("max_exceptions", DEFAULT_MAX_EXCEPTIONS),
+            None if raised is None else float(raised),
+            True,
+        )
+    )
     if "min_rps" in total:
         checks.append(
             Check("requests/s (all requests)", total["min_rps"], measured.total.rps, False)
@@ -172,17 +205,53 @@ def table(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def markdown(checks: list[Check]) -> str:
+    """The checks as a GitHub-flavoured markdown table (the CI step summary)."""
+    lines = ["| threshold | limit | measured | verdict |", "|---|---:|---:|---|"]
+    for check in checks:
+        sign = "≤" if check.upper else "≥"
+        measured = "not measured" if check.measured is None else _fmt(check.measured)
+        name = check.name.replace("|", "\\|")
+        verdict = "PASS" if check.passed else "**FAIL**"
+        lines.append(f"| `{name}` | {sign} {_fmt(check.limit)} | {measured} | {verdict} |")
+    return "\n".join(lines)
+
+
 def failures(checks: list[Check]) -> list[str]:
     return [check.reason for check in checks if not check.passed]
+
+
+def exception_lines(measured: Measurements, limit: int = 5) -> list[str]:
+    """The most frequent exceptions, one line each: what to look at when max_exceptions fails."""
+    if not measured.exceptions:
+        return []
+    ranked = sorted(measured.exceptions, key=lambda e: -e.count)
+    lines = [f"{e.count} x {e.message}" for e in ranked[:limit]]
+    if len(ranked) > limit:
+        lines.append(f"... and {len(ranked) - limit} more kinds (see the _exceptions.csv)")
+    return lines
 
 
 def _number(value: str) -> float:
     return float(value) if value not in ("", "N/A") else 0.0
 
 
+def read_exceptions_csv(prefix: Path) -> tuple[TaskException, ...] | None:
+    """The rows of Locust's `<prefix>_exceptions.csv`, or None when the run wrote none."""
+    path = Path(f"{prefix}_exceptions.csv")
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        return tuple(
+            TaskException(int(row["Count"]), row["Message"], row.get("Traceback") or "")
+            for row in csv.DictReader(handle)
+        )
+
+
 def read_locust_csv(prefix: Path, exclude: tuple[str, ...] = ()) -> Measurements:
-    """Measurements from Locust's `<prefix>_stats.csv`. Routes whose name starts with one of
-    `exclude` (the baseline) are left out of the routes and subtracted from the total."""
+    """Measurements from Locust's `<prefix>_stats.csv` and `<prefix>_exceptions.csv`. Routes
+    whose name starts with one of `exclude` (the baseline) are left out of the routes and
+    subtracted from the total; exceptions are counted whoever raised them."""
     routes: dict[str, RouteStats] = {}
     aggregated: RouteStats | None = None
     with Path(f"{prefix}_stats.csv").open(newline="") as handle:
@@ -215,7 +284,7 @@ def read_locust_csv(prefix: Path, exclude: tuple[str, ...] = ()) -> Measurements
         routes = {name: s for name, s in routes.items() if name not in excluded}
     else:
         total = aggregated
-    return Measurements(routes=routes, total=total)
+    return Measurements(routes=routes, total=total, exceptions=read_exceptions_csv(prefix))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,12 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, required=True, help="the --csv prefix of the run")
     parser.add_argument("--thresholds", type=Path, required=True)
     args = parser.parse_args(argv)
-    checks = evaluate(
-        load_thresholds(args.thresholds),
-        read_locust_csv(args.csv, exclude=("/baseline",)),
-        with_cpu=False,
-    )
+    measured = read_locust_csv(args.csv, exclude=("/baseline",))
+    checks = evaluate(load_thresholds(args.thresholds), measured, with_cpu=False)
     print(table(checks))
+    for line in exception_lines(measured):
+        print(f"exception: {line}", file=sys.stderr)
     problems = failures(checks)
     for problem in problems:
         print(f"THRESHOLD VIOLATED: {problem}", file=sys.stderr)

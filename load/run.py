@@ -3,7 +3,9 @@ shapes headless, measure, print the tables, and fail on any violated threshold.
 
     python -m load.run                      # smoke (the gate): ~60 s of load
     python -m load.run --profile full       # steady, ramp, spike, soak
+    python -m load.run --shape ramp         # one shape by name (repeat for several)
     python -m load.run --host https://...   # the scenarios against a running deployment
+    python -m load.run --serve              # start the seeded stack and leave it up for Locust
 
 The stack (all on loopback, in a temporary directory, torn down at the end; see
 docs/load-testing.md): a scratch Postgres database (LOAD_DATABASE_URL's server, else
@@ -15,6 +17,11 @@ Measured per shape: requests/s, p50/p95/p99 per route and the error ratio (Locus
 CPU-ms per request (CPU of the gunicorn workers ÷ requests, psutil), per route by the workers'
 per-request thread CPU (gunicorn.conf.py), the ratio to the baseline's CPU-ms per request,
 Postgres CPU (the backends of the scratch database only) and Locust's own CPU.
+
+Every run writes reports/load/summary.md (each threshold, its limit, the measured value and
+PASS/FAIL, then the verdict); a failed run also copies the logs of the stack and of Locust to
+reports/load/logs/. `--serve` prints the stack's URL and the `locust` commands to load it by
+hand, and keeps it up until SIGINT (Ctrl-C) or SIGTERM.
 """
 
 from __future__ import annotations
@@ -24,13 +31,14 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -42,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # so the imports below (E402) work as a script
 
 from load import evaluate  # noqa: E402 - sys.path
-from load.stages import FULL_PROFILE, duration  # noqa: E402 - sys.path
+from load.stages import FULL_PROFILE, STAGES, duration  # noqa: E402 - sys.path
 from tests.processes import (  # noqa: E402 - sys.path
     ProcessGroup,
     celery_worker_command,
@@ -52,6 +60,8 @@ from tests.processes import (  # noqa: E402 - sys.path
 )
 
 REPORTS = ROOT / "reports" / "load"
+LOGS = REPORTS / "logs"
+SUMMARY = REPORTS / "summary.md"
 THRESHOLDS = ROOT / "load" / "thresholds"
 BASELINE_APP_NAME = "mastery-baseline"
 BASELINE_PREFIX = ("/baseline",)
@@ -64,6 +74,12 @@ FLOOR_ROUTES = {
 }
 HOT_ROUTES = tuple(FLOOR_ROUTES)
 PROFILES = {"smoke": ("smoke",), "full": FULL_PROFILE}
+# The seeded accounts per role (app/ops/load_data.py), which Locust is told so that each of its
+# processes takes a share of its own (load/accounts.py). Instructors: one per course, 20 courses.
+# Admins: the seed's default of 2 is less than the spike's 3 admin users (150 users at weights
+# 45:4:1) and leaves nothing to share between distributed workers; 20 is 2 per worker for 10.
+STACK_INSTRUCTORS = 20
+STACK_ADMINS = 20
 RESET_STATS = ("smoke", "steady", "soak")
 # Limits the load stack raises, and why (docs/load-testing.md "Rate limits"): every other
 # limit keeps its production value, and each simulated user has its own account and address.
@@ -148,6 +164,7 @@ class Stack:
     database: str
     cpu_dir: Path
     baseline_cpu_dir: Path
+    processes: ProcessGroup | None = None
 
     def wait_for_cpu_totals(self, since: float) -> None:
         """Until every live worker has written its per-route totals after `since` (each
@@ -297,6 +314,18 @@ def gunicorn(target: str, port: int) -> list[str]:
     ]
 
 
+# Run as `python -c SHIM command...`: the command replaces the shim (same pid) in a process
+# group of its own. Ctrl-C in a terminal signals the whole foreground process group; this way
+# it reaches the runner alone, which stops each process of the stack with one SIGTERM, in order.
+# Signalled by both at once (the terminal's SIGINT, then the teardown's SIGTERM), a gunicorn
+# worker was once left deadlocked in its exit handler, orphaned, after the stack was gone.
+_OWN_GROUP_SHIM = "import os, sys; os.setpgid(0, 0); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
+def own_process_group(command: list[str]) -> list[str]:
+    return [sys.executable, "-c", _OWN_GROUP_SHIM, *command]
+
+
 def run_cli(env: dict[str, str], *command: str) -> str:
     cli_env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     result = subprocess.run(  # noqa: S603 - our own fixed command
@@ -312,8 +341,12 @@ def run_cli(env: dict[str, str], *command: str) -> str:
 
 
 @contextmanager
-def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str, str, Stack]]:
-    """(app URL, baseline URL, Stack) of a running, seeded production-like stack."""
+def production_stack(
+    tmp: Path, args: argparse.Namespace, check_at_end: bool = True
+) -> Iterator[tuple[str, str, Stack]]:
+    """(app URL, baseline URL, Stack) of a running, seeded production-like stack. Its
+    processes log to `tmp/<name>.log`. `check_at_end`: fail when one of them died meanwhile
+    (`--serve` watches them itself while it waits, and a stop signal is not a failure)."""
     if shutil.which("redis-server") is None:
         raise LoadFailed(f"redis-server is not installed: `{INSTALL_HINT}` (as root)")
     with ExitStack() as stack:
@@ -334,15 +367,18 @@ def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str,
             say(f"migrated in {time.monotonic() - started:.1f} s")
             say(run_cli(env, "seed", "load", "--confirm-load-environment", *args.seed_args))
             redis_command = ["redis-server", "--bind", "127.0.0.1", "--port", str(ports["redis"])]
-            processes.start("redis", [*redis_command, "--save", "", "--appendonly", "no"], env)
-            processes.start("worker", celery_worker_command("load"), env)
+            redis_command += ["--save", "", "--appendonly", "no"]
+            processes.start("redis", own_process_group(redis_command), env)
+            processes.start("worker", own_process_group(celery_worker_command("load")), env)
             app_target = "app:create_app()"
             app_env = {**env, "MASTERY_CPU_ACCOUNTING_DIR": str(tmp / "cpu-app")}
             if args.inject_delay_ms:
                 app_target = "load.delayed_app:create()"
                 app_env["LOAD_INJECT_DELAY_MS"] = str(args.inject_delay_ms)
                 say(f"INJECTED DELAY: {args.inject_delay_ms} ms on GET /sessions/{{id}}/next")
-            app = processes.start("platform", gunicorn(app_target, ports["app"]), app_env)
+            app = processes.start(
+                "platform", own_process_group(gunicorn(app_target, ports["app"])), app_env
+            )
             baseline_url = make_url(database_url).update_query_dict(
                 {"application_name": BASELINE_APP_NAME}
             )
@@ -352,7 +388,9 @@ def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str,
                 "BASELINE_DATABASE_URL": baseline_url.render_as_string(hide_password=False),
             }
             baseline = processes.start(
-                "baseline", gunicorn("load.baseline_app:app", ports["baseline"]), baseline_env
+                "baseline",
+                own_process_group(gunicorn("load.baseline_app:app", ports["baseline"])),
+                baseline_env,
             )
             app_url = f"http://127.0.0.1:{ports['app']}"
             base_url = f"http://127.0.0.1:{ports['baseline']}"
@@ -376,8 +414,10 @@ def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str,
                 database.name,
                 tmp / "cpu-app",
                 tmp / "cpu-baseline",
+                processes,
             )
-            processes.check_alive()
+            if check_at_end:
+                processes.check_alive()
         except BaseException:
             processes.print_logs()
             raise
@@ -386,12 +426,28 @@ def production_stack(tmp: Path, args: argparse.Namespace) -> Iterator[tuple[str,
 # --- Locust ----------------------------------------------------------------------------------------
 
 
+def account_env(args: argparse.Namespace) -> dict[str, str]:
+    """The seeded accounts per role, for Locust's account pools (load/accounts.py)."""
+    return {
+        "LOAD_LEARNERS": str(args.learners),
+        "LOAD_INSTRUCTORS": str(STACK_INSTRUCTORS),
+        "LOAD_ADMINS": str(args.admins),
+    }
+
+
 def run_locust(
-    shape: str, host: str, baseline_host: str | None, extra: list[str]
+    shape: str,
+    host: str,
+    baseline_host: str | None,
+    extra: list[str],
+    log: Path,
+    accounts: dict[str, str],
 ) -> tuple[int, float]:
-    """Run one shape headless in a subprocess; (exit code, Locust's CPU seconds)."""
+    """Run one shape headless in a subprocess, its output to the terminal and to `log`;
+    (exit code, Locust's CPU seconds). `accounts`: LOAD_* pool sizes ({} against a host,
+    where the caller's environment says what was seeded)."""
     REPORTS.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LOAD_SHAPE": shape, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **accounts, "LOAD_SHAPE": shape, "PYTHONPATH": str(ROOT)}
     env.pop("LOAD_BASELINE_HOST", None)
     if baseline_host:
         env["LOAD_BASELINE_HOST"] = baseline_host
@@ -408,7 +464,15 @@ def run_locust(
         *extra,
     ]
     say(f"locust: shape {shape} ({duration(shape):.0f} s) against {host}")
-    child = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own command
+    child = subprocess.Popen(  # noqa: S603 - our own command
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert child.stdout is not None  # noqa: S101 - stdout=PIPE
+    with child.stdout, log.open("wb") as sink:
+        for line in child.stdout:  # until Locust exits and closes it
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            sink.write(line)
     # wait4 (not Popen.wait) to get the child's own resource usage: Locust's CPU.
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -470,29 +534,55 @@ def cpu_lines(cpu: CpuReport) -> str:
     )
 
 
+@dataclass
+class ShapeResult:
+    """One shape's verdict: its checks (none when Locust did not finish) and every problem."""
+
+    shape: str
+    thresholds: Path | None
+    checks: list[evaluate.Check] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def shown(path: Path) -> str:
+    """`path` relative to the repository when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def evaluate_shape(
     shape: str, thresholds_path: Path, cpu: CpuReport | None, measured: evaluate.Measurements
-) -> list[str]:
+) -> ShapeResult:
     thresholds = evaluate.load_thresholds(thresholds_path)
-    measured = evaluate.Measurements(
-        routes=measured.routes, total=measured.total, cpu_ratio=cpu.ratios if cpu else {}
-    )
+    measured = replace(measured, cpu_ratio=cpu.ratios if cpu else {})
     checks = evaluate.evaluate(thresholds, measured, with_cpu=cpu is not None)
-    print(
-        f"\nThresholds ({thresholds_path.relative_to(ROOT)}):\n{evaluate.table(checks)}", flush=True
-    )
-    return [f"{shape}: {problem}" for problem in evaluate.failures(checks)]
+    print(f"\nThresholds ({shown(thresholds_path)}):\n{evaluate.table(checks)}", flush=True)
+    for line in evaluate.exception_lines(measured):
+        print(f"exception in a user: {line}", flush=True)
+    problems = [f"{shape}: {problem}" for problem in evaluate.failures(checks)]
+    return ShapeResult(shape, thresholds_path, checks, problems)
 
 
 def run_shape(
-    shape: str, args: argparse.Namespace, host: str, baseline_host: str | None, stack: Stack | None
-) -> list[str]:
+    shape: str,
+    args: argparse.Namespace,
+    host: str,
+    baseline_host: str | None,
+    stack: Stack | None,
+    logs: Path,
+) -> ShapeResult:
     before = stack.snapshot() if stack else None
     started = time.monotonic()
-    code, locust_cpu = run_locust(shape, host, baseline_host, args.locust_args)
+    code, locust_cpu = run_locust(
+        shape,
+        host,
+        baseline_host,
+        args.locust_args,
+        logs / f"locust-{shape}.log",
+        account_env(args) if stack else {},
+    )
     wall = time.monotonic() - started
-    if code not in (0, 1):  # 1: some request failed, which the error threshold reports
-        return [f"{shape}: locust exited with {code}"]
+    if code not in (0, 1):  # 1: a request failed or a user raised, which thresholds report
+        return ShapeResult(shape, None, problems=[f"{shape}: locust exited with {code}"])
     measured = evaluate.read_locust_csv(REPORTS / shape, exclude=BASELINE_PREFIX)
     cpu = None
     if stack is not None and before is not None:
@@ -514,7 +604,9 @@ def run_shape(
     else:
         print(f"load generator (Locust) CPU: {locust_cpu:.1f} s (no server CPU: remote host)")
     thresholds = args.thresholds or THRESHOLDS / f"{shape}.toml"
-    return evaluate_shape(shape, thresholds, cpu, measured) + baseline_problems(shape)
+    result = evaluate_shape(shape, thresholds, cpu, measured)
+    result.problems += baseline_problems(shape)
+    return result
 
 
 def baseline_problems(shape: str) -> list[str]:
@@ -533,54 +625,228 @@ def baseline_problems(shape: str) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+# --- what a run leaves behind: the summary for CI and, when it failed, the logs -------------------
+
+
+def verdict_line(shapes: list[str], problems: list[str], failure: str | None) -> str:
+    if failure is not None:
+        return f"LOAD RUN FAILED: {failure}"
+    if problems:
+        return f"LOAD GATE FAILED: {len(problems)} problem(s) ({', '.join(shapes)})"
+    return f"LOAD GATE PASSED: every threshold held ({', '.join(shapes)})"
+
+
+def summary_markdown(
+    shapes: list[str], results: list[ShapeResult], failure: str | None, target: str
+) -> str:
+    """reports/load/summary.md: per shape, each threshold, its limit, the measured value and
+    PASS/FAIL; then every problem and the verdict line (CI appends it to the step summary)."""
+    problems = [problem for result in results for problem in result.problems]
+    lines = [f"## Load test ({', '.join(shapes)}) against {target}", ""]
+    for result in results:
+        source = f" (`{shown(result.thresholds)}`)" if result.thresholds else ""
+        lines += [f"### {result.shape}{source}", ""]
+        if result.checks:
+            lines += [evaluate.markdown(result.checks), ""]
+        else:
+            lines += ["No measurements: Locust did not finish the shape.", ""]
+    if failure is None and not results:
+        lines += ["No shape ran.", ""]
+    if problems:
+        lines += ["Problems:", "", *(f"- {problem}" for problem in problems), ""]
+    verdict = verdict_line(shapes, problems, failure)
+    lines.append(f"**{verdict.split(':', 1)[0]}**:{verdict.split(':', 1)[1]}")
+    return "\n".join(lines) + "\n"
+
+
+def keep_logs(directory: Path) -> list[Path]:
+    """Copy every `*.log` of a run (gunicorn's platform and baseline, the Celery worker, redis,
+    Locust) to reports/load/logs/, where CI uploads them from."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for log in sorted(directory.glob("*.log")):
+        shutil.copy2(log, LOGS / log.name)
+        kept.append(LOGS / log.name)
+    return kept
+
+
+def clear_previous_outcome() -> None:
+    """A run's summary and logs are its own: never a previous run's left in place."""
+    shutil.rmtree(LOGS, ignore_errors=True)
+    SUMMARY.unlink(missing_ok=True)
+
+
+# --- serving the stack for Locust by hand -----------------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def wait_for_signal(check_alive: Callable[[], None]) -> str:
+    """Block until SIGINT or SIGTERM arrives and return its name; a SIGCHLD means one of the
+    stack's processes exited, and `check_alive` raises. The signals stay blocked afterwards,
+    so a second Ctrl-C cannot cut the teardown short (drop the database, stop the processes)."""
+    watched = {*STOP_SIGNALS, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    while True:
+        check_alive()  # also covers a child that died before the signals were blocked
+        received = signal.sigwait(watched)
+        if received != signal.SIGCHLD:
+            return signal.Signals(received).name
+
+
+def locust_command() -> str:
+    """The `locust` next to this interpreter (nox's venv), as the user can type it."""
+    program = Path(sys.executable).with_name("locust")
+    if not program.exists():
+        return "locust"
+    return shown(program) if program.is_relative_to(ROOT) else str(program)
+
+
+def serve_instructions(app_url: str, args: argparse.Namespace, logs: Path) -> str:
+    locust = f"{locust_command()} -f load/locustfile.py --host {app_url}"
+    accounts = " ".join(f"{name}={value}" for name, value in account_env(args).items())
+    python = Path(sys.executable)
+    python_shown = shown(python) if python.is_relative_to(ROOT) else "python"
+    return "\n".join(
+        [
+            "",
+            f"The seeded stack is up: {app_url} (APP_ENV=production, gunicorn {args.workers}"
+            f" workers x {args.threads} threads, Celery worker, redis; logs in {logs}).",
+            "Load it from another terminal, in the repository root:",
+            "",
+            f"  export {accounts}",
+            "  # web UI on http://127.0.0.1:8089: set users and spawn rate, or pick a shape",
+            f"  {locust} --web-host 127.0.0.1 --class-picker",
+            "  # headless: 10 users, 5 started per second, for 60 s, with CSV and HTML reports",
+            f"  {locust} --headless -u 10 -r 5 -t 60s \\",
+            "      --csv reports/load/manual --html reports/load/manual.html",
+            "  # one of the shapes (smoke, steady, ramp, spike, soak), then its verdict",
+            f"  {locust} --headless --shape steady --reset-stats --csv reports/load/steady",
+            f"  {python_shown} -m load.evaluate --csv reports/load/steady"
+            " --thresholds load/thresholds/steady.toml",
+            "  # distributed: add --processes -1 (a worker per core), or --master / --worker",
+            "",
+            "Ctrl-C (SIGINT) or SIGTERM stops the stack and removes it.",
+            "",
+        ]
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Start the seeded stack, print how to load it, and keep it up until a stop signal."""
+    tmp = Path(tempfile.mkdtemp(prefix="mastery-load-"))
+    try:
+        with production_stack(tmp, args, check_at_end=False) as (app_url, _baseline, stack):
+            print(serve_instructions(app_url, args, tmp), flush=True)
+            assert stack.processes is not None  # noqa: S101 - production_stack sets it
+            received = wait_for_signal(stack.processes.check_alive)
+            say(f"{received}: stopping the stack")
+    except LoadFailed as failure:
+        say(f"LOAD STACK FAILED: {failure}")
+        say(f"logs kept in {shown(LOGS)}/: {', '.join(p.name for p in keep_logs(tmp))}")
+        return 2
+    finally:
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    say("stack stopped, scratch database dropped")
+    return 0
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m load.run", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     parser.add_argument(
         "--shape",
-        choices=sorted({s for p in PROFILES.values() for s in p} | {"steady"}),
+        choices=sorted(STAGES),
         action="append",
         help="run these shapes instead of the profile's",
     )
     parser.add_argument("--host", help="run against this deployment; start nothing")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="start the seeded stack, print how to point Locust at it, keep it up until Ctrl-C",
+    )
     parser.add_argument("--thresholds", type=Path, help="one thresholds file for every shape")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", 2)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", 4)))
     parser.add_argument("--inject-delay-ms", type=int, default=0, help="slow down /next on purpose")
     parser.add_argument(
-        "--learners", type=int, help="seeded learners (smoke: 1000, to stay fast; full: 5000)"
+        "--learners",
+        type=int,
+        help="seeded learners (smoke and --serve: 1000, to stay fast; otherwise 5000)",
+    )
+    parser.add_argument(
+        "--admins", type=int, default=STACK_ADMINS, help="seeded admins (default %(default)s)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the stack's logs directory")
     args, locust_args = parser.parse_known_args(argv)
+    if args.serve and args.host:
+        parser.error("--serve starts the local stack; --host loads a running one: choose one")
+    if args.serve and locust_args:
+        parser.error(f"--serve runs no Locust; unknown arguments: {' '.join(locust_args)}")
     args.locust_args = locust_args
-    learners = args.learners or (1000 if args.profile == "smoke" and not args.shape else 5000)
-    args.seed_args = ["--learners", str(learners)]
+    smoke_only = args.profile == "smoke" and not args.shape
+    args.learners = args.learners or (1000 if smoke_only or args.serve else 5000)
+    args.seed_args = ["--learners", str(args.learners), "--admins", str(args.admins)]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve:
+        return serve(args)
     shapes = args.shape or list(PROFILES[args.profile])
-    problems: list[str] = []
-    if args.host:
-        for shape in shapes:
-            problems += run_shape(shape, args, args.host, None, None)
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix="mastery-load-"))
-        try:
+    clear_previous_outcome()
+    tmp = Path(tempfile.mkdtemp(prefix="mastery-load-"))
+    results: list[ShapeResult] = []
+    failure: str | None = None
+    try:
+        if args.host:
+            for shape in shapes:
+                results.append(run_shape(shape, args, args.host, None, None, tmp))
+        else:
             with production_stack(tmp, args) as (app_url, baseline_url, stack):
                 for shape in shapes:
-                    problems += run_shape(shape, args, app_url, baseline_url, stack)
-        except LoadFailed as failure:
-            say(f"LOAD RUN FAILED: {failure}")
-            return 2
-        finally:
-            if args.keep:
-                say(f"kept {tmp}")
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nreports: {REPORTS.relative_to(ROOT)}/<shape>.html and <shape>_stats.csv")
+                    results.append(run_shape(shape, args, app_url, baseline_url, stack, tmp))
+    except LoadFailed as error:
+        failure = str(error)
+        say(f"LOAD RUN FAILED: {failure}")
+    except BaseException as error:  # a bug or an interrupt: still leave the summary and logs
+        failure = f"interrupted by {type(error).__name__}: {error}"
+        raise
+    finally:
+        problems = [problem for result in results for problem in result.problems]
+        target = args.host or "the local production-like stack"
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        SUMMARY.write_text(summary_markdown(shapes, results, failure, target))
+        if failure or problems:
+            kept = keep_logs(tmp)
+            say(f"logs kept in {shown(LOGS)}/: {', '.join(p.name for p in kept) or 'none'}")
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nreports: {shown(REPORTS)}/<shape>.html, <shape>_stats.csv and summary.md")
+    if failure:
+        return 2
     if problems:
         print("\nLOAD GATE FAILED:", *(f"  - {p}" for p in problems), sep="\n", flush=True)
         return 1
-    print(f"\nLOAD GATE PASSED: every threshold held ({', '.join(shapes)})", flush=True)
+    print(f"\n{verdict_line(shapes, problems, None)}", flush=True)
     return 0
 
 
+def _exit_on_sigterm(_signal: int, _frame: object) -> None:
+    # As Ctrl-C does: unwind, so the stack is stopped and the scratch database dropped.
+    raise SystemExit(128 + signal.SIGTERM)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())

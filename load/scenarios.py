@@ -2,6 +2,8 @@
 
 Each user logs in once as a distinct seeded account (`flask --app app seed load`), so no load
 user registers inside the measured window and per-account rate limits see one person each.
+The accounts come from load/accounts.py: each Locust process (each worker of a distributed
+run) owns its own share of every role's accounts and fails loudly when its share is too small.
 Every request is named by its route template (`/sessions/{id}/next`), so Locust's statistics
 group per route and match the CPU accounting of the load stack.
 
@@ -16,7 +18,6 @@ a useful load on one machine; the weights make learners the bulk of the traffic.
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 import time
@@ -26,30 +27,60 @@ from typing import Any
 import gevent
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from load.accounts import SINGLE, AccountPool, Partition
 
 # Which course, skill and answer a user picks: load-test variety, not secrets.
 _rng = random.Random()  # noqa: S311 - picks simulated answers, not secrets
 LOAD_DOMAIN = "load.mastery.test"
 PASSWORD = os.environ.get("LOAD_PASSWORD", "mastery-load-shared-password")
+# The seeded accounts per role; the defaults are `flask --app app seed load`'s (a subset of
+# its 5,000 learners), so set these to the counts you seeded when they differ.
 LEARNERS = int(os.environ.get("LOAD_LEARNERS", "1000"))
 INSTRUCTORS = int(os.environ.get("LOAD_INSTRUCTORS", "20"))
 ADMINS = int(os.environ.get("LOAD_ADMINS", "2"))
 JOB_POLL_SECONDS = 30.0
+# The master's count of workers, handed to the workers with the test's options (Locust sends
+# the master's custom options to every worker before the worker's test_start).
+PARTITIONS_OPTION = "load_account_partitions"
 
-# Distinct account numbers per process; a distributed worker starts at its own offset.
-_numbers: dict[str, itertools.count[int]] = {}
-_worker_offset = 0
-
-
-@events.init.add_listener
-def _on_init(environment: Any, **_kwargs: Any) -> None:
-    global _worker_offset
-    _worker_offset = getattr(environment.runner, "worker_index", 0) * 1000
+# This process's accounts, one pool per role, drawn afresh at each test start.
+_pools: dict[str, AccountPool] = {}
+_partition = SINGLE
 
 
-def _next_number(role: str, population: int) -> int:
-    counter = _numbers.setdefault(role, itertools.count())
-    return (_worker_offset + next(counter)) % population
+def partition_of(environment: Environment) -> Partition:
+    """Which share of the accounts this process's users take: worker index of how many."""
+    runner = environment.runner
+    if not isinstance(runner, WorkerRunner):
+        return SINGLE
+    options = environment.parsed_options
+    # Without the master's count (a master that did not run this listener), what it expected.
+    count = getattr(options, PARTITIONS_OPTION, 0) or getattr(options, "expect_workers", 0) or 1
+    return Partition(runner.worker_index, int(count))
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
+    global _partition
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        # Every index handed out so far (a reconnected worker keeps its own), so each worker's
+        # index is below the count it receives.
+        workers = max(getattr(runner, "worker_index_max", 0), runner.worker_count, 1)
+        if environment.parsed_options is not None:
+            setattr(environment.parsed_options, PARTITIONS_OPTION, workers)
+        return
+    _pools.clear()
+    _partition = partition_of(environment)
+
+
+def _pool(role: str, population: int) -> AccountPool:
+    if role not in _pools:
+        _pools[role] = AccountPool(role, population, _partition)
+    return _pools[role]
 
 
 def email(role: str, number: int) -> str:
@@ -64,26 +95,47 @@ def _client_address(role: str, number: int) -> str:
 
 
 class MasteryUser(FastHttpUser):
-    """Logs in as its own seeded account; requests carry its token and proxy headers."""
+    """Logs in as an account of its own, held until it stops; requests carry its token and
+    proxy headers. Subclasses prepare their state in `prepare`, after the log-in."""
 
     abstract = True
     role = "learner"
     population = LEARNERS
+    number: int | None = None
 
     def on_start(self) -> None:
-        self.number = _next_number(self.role, self.population)
+        pool = _pool(self.role, self.population)
+        self.number = pool.acquire()  # AccountsExhausted: logged, counted, fails the run
+        try:
+            self.log_in(self.number)
+            self.prepare()
+        except BaseException:
+            # Locust does not call on_stop after a failed on_start: give the account back.
+            pool.release(self.number)
+            self.number = None
+            raise
+
+    def on_stop(self) -> None:
+        if self.number is not None:
+            _pool(self.role, self.population).release(self.number)
+            self.number = None
+
+    def log_in(self, number: int) -> None:
         self.headers = {
-            "X-Forwarded-For": _client_address(self.role, self.number),
+            "X-Forwarded-For": _client_address(self.role, number),
             "X-Forwarded-Proto": "https",
         }
         response = self.client.post(
             "/auth/login",
-            json={"email": email(self.role, self.number), "password": PASSWORD},
+            json={"email": email(self.role, number), "password": PASSWORD},
             headers=self.headers,
             name="/auth/login",
         )
         response.raise_for_status()
         self.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def prepare(self) -> None:
+        """What the user does once logged in, before its tasks."""
 
     def get(self, path: str, name: str, **kwargs: Any) -> Any:
         return self.client.get(path, name=name, headers=self.headers, **kwargs)
@@ -100,8 +152,7 @@ class Learner(MasteryUser):
     weight = 45
     wait_time = between(0.5, 2.0)
 
-    def on_start(self) -> None:
-        super().on_start()
+    def prepare(self) -> None:
         self.session_id: str | None = None
         self.skill_id: str | None = None
         self.start_practice()
@@ -168,8 +219,7 @@ class Instructor(MasteryUser):
     population = INSTRUCTORS
     wait_time = between(2.0, 5.0)
 
-    def on_start(self) -> None:
-        super().on_start()
+    def prepare(self) -> None:
         me = self.get("/auth/me", "/auth/me").json()
         courses = self.get("/courses?limit=100", "/courses").json()["items"]
         own = [c for c in courses if c["owner_id"] == me["id"]] or courses

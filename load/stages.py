@@ -1,6 +1,6 @@
 """The stages of every load shape, as plain data (no Locust import: the runner and the unit
-tests read them without Locust's gevent monkey-patching). load/shapes.py turns them into the
-Locust shape; the table of what each shape is for is there.
+tests read them without Locust's gevent monkey-patching). load/shapes.py turns them into one
+LoadTestShape class per shape; the table of what each shape is for is there.
 """
 
 from __future__ import annotations

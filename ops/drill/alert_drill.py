@@ -20,6 +20,11 @@ reaches the webhook (bound: FIRE_BOUND_SECONDS); healthy traffic only until the 
 the resolution (bound: RESOLVE_BOUND_SECONDS); a rate-limit storage outage (the redis-server is
 stopped); finally every dashboard panel's query against Prometheus' HTTP API, each of which
 must return data. Exit status 0 only when all of that happened.
+
+When the drill fails, the logs of the platform, Prometheus, Alertmanager and redis-server and
+the generated Prometheus and Alertmanager configs are copied to reports/alert-drill/logs/
+before the temporary directory goes; CI uploads that directory as the `alert-drill-logs`
+artifact. A passing drill removes it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # tests.processes, when run as a script
 
 from tests.processes import ProcessGroup, free_port, scratch_database  # noqa: E402 - sys.path
 from tests.processes import wait_until as poll_until  # noqa: E402 - sys.path
+from tools.ci_artifacts import keep_logs  # noqa: E402 - sys.path
 
 PROMETHEUS_CONFIG = ROOT / "ops" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "ops" / "alertmanager" / "alertmanager.yml"
@@ -69,6 +75,10 @@ DEMO = {
 BINARIES = ("prometheus", "prometheus-alertmanager", "redis-server")
 # The Postgres server the scratch database is created on (and dropped from at the end).
 INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager redis-server"
+# Where a failed drill's logs are kept (CI uploads them), and which files of the working
+# directory: every process's output and the configs generated for the drill.
+KEPT_LOGS = ROOT / "reports" / "alert-drill" / "logs"
+LOG_PATTERNS = ("*.log", "prometheus.yml", "alertmanager.yml", "rules/*.yml")
 
 _started = time.monotonic()
 
@@ -604,8 +614,11 @@ def main() -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="mastery-drill-"))
     say(f"working directory {tmp}")
+    shutil.rmtree(KEPT_LOGS, ignore_errors=True)  # only ever the latest failed drill's
+    passed = False
     try:
         run(tmp)
+        passed = True
     except DrillFailed as failure:
         say(f"DRILL FAILED: {failure}")
         return 1
@@ -614,6 +627,9 @@ def main() -> int:
         say(f"DRILL FAILED: {' '.join(failure.cmd)} exited with {failure.returncode}\n{output}")
         return 1
     finally:
+        if not passed:
+            kept = keep_logs(tmp, KEPT_LOGS, LOG_PATTERNS)
+            say(f"kept {len(kept)} log files in {KEPT_LOGS.relative_to(ROOT)}/")
         if args.keep:
             say(f"kept {tmp}")
         else:

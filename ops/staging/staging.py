@@ -18,6 +18,10 @@ Everything runs on free loopback ports, in a temporary directory removed at the 
 Then `pytest tests/smoke --require-all` against the https URL, with the CA file, the plain-HTTP
 URL, the allowed origin and the metrics token, so every check runs (none may skip). Exit status:
 the smoke suite's, or 1 when the stack did not come up, 2 when a binary is missing.
+
+When the run fails, the stack's logs (gunicorn, the Celery worker, redis-server, nginx's error,
+access and start-up logs) are copied to reports/staging/logs/ before the temporary directory
+goes; CI uploads that directory as the `staging-logs` artifact. A passing run removes it.
 """
 
 from __future__ import annotations
@@ -47,12 +51,17 @@ from tests.processes import (  # noqa: E402 - sys.path
     scratch_database,
     wait_until,
 )
+from tools.ci_artifacts import keep_logs  # noqa: E402 - sys.path
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 INSTALL_HINT = "apt-get install -y nginx redis-server"
 ALLOWED_ORIGIN = "https://app.staging.test"
 ADMIN_EMAIL = "smoke-admin@staging.test"
 START_TIMEOUT = 60.0
+# Where a failed run's logs are kept (CI uploads them), and which files of the working
+# directory: every process's output, nginx's own logs and its generated config.
+KEPT_LOGS = ROOT / "reports" / "staging" / "logs"
+LOG_PATTERNS = ("*.log", "nginx/*.log", "nginx/nginx.conf")
 
 _started = time.monotonic()
 
@@ -242,12 +251,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="mastery-staging-"))
     tmp.chmod(0o755)  # nginx's unprivileged workers traverse it to their temp directories
     say(f"working directory {tmp}")
+    shutil.rmtree(KEPT_LOGS, ignore_errors=True)  # only ever the latest failed run's
+    status = 1  # until the smoke suite says otherwise: any exception is a failed run
     try:
         status = run(tmp, smoke_args)
     except StagingFailed as failure:
         say(f"STAGING FAILED: {failure}")
         return 1
     finally:
+        if status != 0:
+            kept = keep_logs(tmp, KEPT_LOGS, LOG_PATTERNS)
+            say(f"kept {len(kept)} log files in {KEPT_LOGS.relative_to(ROOT)}/")
         if args.keep:
             say(f"kept {tmp}")
         else:

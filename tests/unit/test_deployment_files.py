@@ -243,8 +243,10 @@ def test_the_test_compose_serves_the_ports_the_test_discovery_probes() -> None:
 
 # --- GitHub Actions ------------------------------------------------------------------------------
 
+WORKFLOWS = sorted(path.name for path in (ROOT / ".github" / "workflows").glob("*.yml"))
 
-@pytest.mark.parametrize("workflow", ["ci.yml", "image.yml", "deploy.yml"])
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
 def test_every_action_is_pinned_by_commit_sha_with_its_release_in_a_comment(
     workflow: str,
 ) -> None:
@@ -256,7 +258,7 @@ def test_every_action_is_pinned_by_commit_sha_with_its_release_in_a_comment(
     assert [use for use in remote if not PINNED_ACTION.match(use)] == []
 
 
-@pytest.mark.parametrize("workflow", ["ci.yml", "image.yml", "deploy.yml"])
+@pytest.mark.parametrize("workflow", WORKFLOWS)
 def test_workflows_default_to_least_privilege_and_never_persist_credentials(
     workflow: str,
 ) -> None:

@@ -1,10 +1,11 @@
 """The load gate's verdict (load/evaluate.py): thresholds against measurements, the table, the
-readable failure and the exit status. No Locust here (it monkey-patches the process); the CSV
-is written the way Locust writes `<prefix>_stats.csv`."""
+readable failure and the exit status. No Locust here (it monkey-patches the process); the CSVs
+are written the way Locust writes `<prefix>_stats.csv` and `<prefix>_exceptions.csv`."""
 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,16 @@ def write_stats(prefix: Path, rows: list[tuple[str, str, int, int, float, float]
             )
 
 
+def write_exceptions(prefix: Path, rows: list[tuple[int, str]]) -> None:
+    """rows: (count, message), with a traceback and the node, as Locust writes them."""
+    with Path(f"{prefix}_exceptions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Count", "Message", "Traceback", "Nodes"])
+        for count, message in rows:
+            trace = f'  File "load/scenarios.py", line 1, in practise\n    raise {message}\n'
+            writer.writerow([count, message, trace, "local"])
+
+
 def thresholds_file(tmp_path: Path, text: str = THRESHOLDS) -> Path:
     path = tmp_path / "thresholds.toml"
     path.write_text(text)
@@ -60,6 +71,7 @@ def measurements(p95: float, failures: int = 0, ratio: float = 2.0) -> evaluate.
         routes={"GET /sessions/{id}/next": route},
         total=route,
         cpu_ratio={"GET /sessions/{id}/next": ratio},
+        exceptions=(),
     )
 
 
@@ -184,3 +196,66 @@ def test_a_shape_ends_after_its_last_stage() -> None:
     assert users_at(stages, 0) == (5, 1.0)
     assert users_at(stages, 15) == (50, 10.0)
     assert users_at(stages, 20) is None
+
+
+def test_an_exception_in_a_user_fails_the_verdict_even_with_every_request_successful(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = tmp_path / "smoke"
+    write_stats(
+        prefix,
+        [
+            ("GET", "/sessions/{id}/next", 200, 0, 30.0, 15.0),
+            ("", "Aggregated", 200, 0, 30.0, 15.0),
+        ],
+    )
+    write_exceptions(prefix, [(3, "KeyError('item')")])
+
+    measured = evaluate.read_locust_csv(prefix)
+    code = evaluate.main(["--csv", str(prefix), "--thresholds", str(thresholds_file(tmp_path))])
+
+    assert measured.exception_count == 3
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "THRESHOLD VIOLATED: task exceptions (all users) = 3, above the maximum 0" in err
+    assert "3 x KeyError('item')" in err
+
+
+def test_the_exception_limit_is_zero_when_the_file_does_not_set_it(tmp_path: Path) -> None:
+    thresholds = evaluate.load_thresholds(thresholds_file(tmp_path, "[total]\nmin_rps = 1.0\n"))
+    crashed = replace(measurements(40), exceptions=(evaluate.TaskException(1, "boom"),))
+
+    assert evaluate.failures(evaluate.evaluate(thresholds, measurements(40))) == []
+    assert evaluate.failures(evaluate.evaluate(thresholds, crashed)) == [
+        "task exceptions (all users) = 1, above the maximum 0"
+    ]
+
+
+def test_a_run_without_an_exceptions_csv_is_not_measured_and_fails(tmp_path: Path) -> None:
+    prefix = tmp_path / "old"
+    write_stats(prefix, [("", "Aggregated", 10, 0, 30.0, 15.0)])
+
+    checks = evaluate.evaluate({}, evaluate.read_locust_csv(prefix))
+
+    assert evaluate.failures(checks) == ["task exceptions (all users): not measured (limit 0)"]
+
+
+def test_a_raised_exception_limit_lets_that_many_through(tmp_path: Path) -> None:
+    path = thresholds_file(tmp_path, "[total]\nmax_exceptions = 2\n")
+    two = replace(measurements(40), exceptions=(evaluate.TaskException(2, "boom"),))
+
+    assert evaluate.failures(evaluate.evaluate(evaluate.load_thresholds(path), two)) == []
+
+
+def test_the_markdown_summary_has_a_row_per_threshold_with_pass_or_fail(tmp_path: Path) -> None:
+    checks = evaluate.evaluate(
+        evaluate.load_thresholds(thresholds_file(tmp_path)), measurements(80, ratio=2.0)
+    )
+
+    lines = evaluate.markdown(checks).splitlines()
+
+    assert lines[0] == "| threshold | limit | measured | verdict |"
+    assert len(lines) == 2 + len(checks)
+    assert "| `GET /sessions/{id}/next p95 ms` | ≤ 50 | 80 | **FAIL** |" in lines
+    assert "| `task exceptions (all users)` | ≤ 0 | 0 | PASS |" in lines
+    assert "| `GET /sessions/{id}/next CPU/request ÷ baseline` | ≤ 3 | 2 | PASS |" in lines
