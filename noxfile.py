@@ -297,7 +297,7 @@ def alert_drill(session: nox.Session) -> None:
             f"{', '.join(missing)} not installed: `{ALERTING_INSTALL} redis-server` (as root)"
         )
     install_locked(session)
-    session.run("python", "ops/drill/alert_drill.py", *session.posargs)
+    session.run("python", "-m", "ops.drill.alert_drill", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -365,7 +365,7 @@ def staging(session: nox.Session) -> None:
     if missing:
         session.error(f"{', '.join(missing)} not installed: `{STAGING_INSTALL}` (as root)")
     install_locked(session)
-    session.run("python", "ops/staging/staging.py", *session.posargs)
+    session.run("python", "-m", "ops.staging.staging", *session.posargs)
 
 
 def junit_option(name: str) -> str:
@@ -454,6 +454,38 @@ def coverage(session: nox.Session) -> None:
     )
     (COVERAGE_DIR / "summary.md").write_text(markdown or "", encoding="utf-8")
     session.run("coverage", "report", "--fail-under=95", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON, default=False)
+def mutants(session: nox.Session) -> None:
+    """Mutation-test auth, security, adaptive, scoring, generation and AI resilience (mutmut).
+
+    Not in the gate (docs/decisions/0005-mutation-testing.md): a weekly CI job runs it all, and
+    pull requests run `-- --changed origin/main`, only the functions the change touched, which
+    fails under 90 % killed. Writes reports/mutation/summary.json and survivors.md. Needs
+    Postgres and Redis (found as the test tiers find them). `-- app.adaptive.irt` runs one
+    module, `-- --rerun-survivors` re-tests the last survivors; see `python -m tools.mutation`.
+    """
+    install_locked(session)
+    args = list(session.posargs)
+    if not args or args[0] not in ("run", "summarise", "-h", "--help"):
+        args = ["run", *args]
+    session.run("python", "-m", "tools.mutation", *args)
+
+
+@nox.session(python=PYTHON, default=False)
+def flakes(session: nox.Session) -> None:
+    """Run unit, integration and contracts N times in new orders and layouts; list flaky tests.
+
+    Not in the gate (it runs every tier N times). `-- --runs N` (3): each run of a tier gets
+    its own pytest-randomly seed and xdist layout (serial; 2 workers, loadgroup; 3 workers,
+    loadfile; contracts always serial), without coverage and without reruns. Outcomes come
+    from each run's JUnit XML; every test whose outcome changed is listed with each run's seed,
+    layout and the command that replays it, in reports/flakes/report.json and summary.md.
+    Fails when a test flaked. `-- --tiers unit` runs one tier, `-- --seed N` replays a plan.
+    """
+    install_locked(session)
+    session.run("python", "-m", "tools.flakes", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -20,6 +20,9 @@ HttpsMode = Literal["redirect", "reject", "off"]
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105 - the well-known dev default production rejects
 MIN_SECRET_LENGTH = 32
+# Words of the placeholders in .env.example and the deployment templates: a key that contains
+# one was copied, not generated, and is as public as the example file.
+PLACEHOLDER_SECRET_WORDS = ("change-me", "changeme", "replace-me", "placeholder")
 
 
 class InsecureConfigError(RuntimeError):
@@ -42,6 +45,7 @@ SECRET_SETTINGS = (
     "sentry_dsn",
     "drill_token",
     "anonymize_key",
+    "backup_encryption_key",
 )
 
 
@@ -102,6 +106,23 @@ class Settings(BaseSettings):
     # The HMAC key of `flask anonymize` pseudonyms: a secret (whoever holds it can test a guessed
     # e-mail against a pseudonym); the same key gives the same pseudonyms. Required by anonymize.
     anonymize_key: SecretStr | None = None
+    # Client-side encryption of backup artifacts (AES-256-GCM, app/backup/crypto.py): 32 random
+    # bytes in base64; unset = artifacts are stored as they are. A secret: keep it apart from
+    # the backups, without it they cannot be restored.
+    backup_encryption_key: SecretStr | None = None
+    # Server-side encryption S3 applies to every backup object: AES256 (SSE-S3), aws:kms
+    # (SSE-KMS, with BACKUP_S3_KMS_KEY_ID or the account's aws/s3 key) or none.
+    backup_s3_sse: Literal["AES256", "aws:kms", "none"] = "AES256"
+    backup_s3_kms_key_id: str | None = None
+
+    @field_validator(
+        "backup_encryption_key", "backup_s3_kms_key_id", "backup_s3_sse", mode="before"
+    )
+    @classmethod
+    def _empty_backup_encryption_setting_is_default(cls, value: object, info: Any) -> object:
+        if value != "":
+            return value
+        return "AES256" if info.field_name == "backup_s3_sse" else None  # as in .env.example
 
     @field_validator("backup_keep", "anonymize_key", mode="before")
     @classmethod
@@ -119,6 +140,15 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = 300
     job_max_attempts: int = 3
     job_visibility_timeout_seconds: int = 3600
+    # Every worker re-queues running jobs past their deadline this often (app/jobs/sweeper.py).
+    # Empty = derived from JOB_TIMEOUT_SECONDS (a fifth of it, between 1 and 60 s); 0 = off.
+    job_sweep_interval_seconds: float | None = Field(None, ge=0)
+
+    @field_validator("job_sweep_interval_seconds", mode="before")
+    @classmethod
+    def _empty_sweep_interval_is_derived(cls, value: object) -> object:
+        return None if value == "" else value  # `JOB_SWEEP_INTERVAL_SECONDS=` as in .env.example
+
     material_max_bytes: int = 1024 * 1024
     sentry_dsn: str | None = None
     # Bearer token Prometheus sends to /metrics; required in staging and production.
@@ -142,6 +172,7 @@ class Settings(BaseSettings):
     sentry_dsn_file: str | None = None
     drill_token_file: str | None = None
     anonymize_key_file: str | None = None
+    backup_encryption_key_file: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -155,6 +186,10 @@ class Settings(BaseSettings):
     database_pool_size: int = 5
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are trusted (hardened only).
     proxy_hops: int = Field(1, ge=0, le=10)
+    # Hardened only: PROXY_HOPS=0 must be confirmed by this (clients connect to the app itself,
+    # which terminates TLS). Behind a proxy, 0 would give every client the proxy's address: one
+    # rate-limit bucket for everybody.
+    no_reverse_proxy: bool = False
     # None (or empty): `redirect` in staging and production, `off` in development and test.
     https_mode: HttpsMode | None = None
 
@@ -174,8 +209,10 @@ class Settings(BaseSettings):
     ratelimit_storage_url: str | None = None
     ratelimit_storage_retry_seconds: float = Field(5.0, ge=0)
     ratelimit_default: str = "300/minute"
-    ratelimit_login: str = "5/minute;20/hour"
-    ratelimit_login_account: str = "20/hour"
+    # The three login limits count failed logins (401) only: a success needs the password.
+    ratelimit_login: str = "5/minute;20/hour"  # per client address
+    ratelimit_login_account_client: str = "10/hour"  # per account and client address
+    ratelimit_login_account: str = "50/hour"  # per account, every address together
     ratelimit_register: str = "5/hour"
     ratelimit_refresh: str = "30/minute"
     ratelimit_password_change: str = "10/hour"  # noqa: S105 - a rate, not a password
@@ -193,6 +230,7 @@ class Settings(BaseSettings):
     @field_validator(
         "ratelimit_default",
         "ratelimit_login",
+        "ratelimit_login_account_client",
         "ratelimit_login_account",
         "ratelimit_register",
         "ratelimit_refresh",
@@ -234,6 +272,14 @@ class Settings(BaseSettings):
         return self.celery_broker_url or self.redis_url
 
     @property
+    def job_sweep_interval(self) -> float | None:
+        """Seconds between two sweeps of a worker for running jobs past their deadline; None
+        when JOB_SWEEP_INTERVAL_SECONDS=0 turns the sweeper off."""
+        if self.job_sweep_interval_seconds is None:
+            return min(max(self.job_timeout_seconds / 5, 1.0), 60.0)
+        return self.job_sweep_interval_seconds or None
+
+    @property
     def access_token_ttl(self) -> timedelta:
         return timedelta(minutes=self.access_token_minutes)
 
@@ -253,6 +299,15 @@ class Settings(BaseSettings):
             problems.append("SECRET_KEY is the development default")
         elif len(secret) < MIN_SECRET_LENGTH:
             problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        elif any(word in secret.lower() for word in PLACEHOLDER_SECRET_WORDS):
+            problems.append("SECRET_KEY is a placeholder copied from an example file")
+        if self.proxy_hops == 0 and not self.no_reverse_proxy:
+            problems.append(
+                "PROXY_HOPS is 0: behind a proxy every client would share its address (set "
+                "NO_REVERSE_PROXY=true only when clients connect to the app directly)"
+            )
+        elif self.proxy_hops > 0 and self.no_reverse_proxy:
+            problems.append("NO_REVERSE_PROXY is true but PROXY_HOPS trusts forwarded headers")
         if self.debug:
             problems.append("DEBUG is on")
         if "*" in self.cors_origins:
@@ -285,8 +340,11 @@ class Settings(BaseSettings):
             )
         brute_force_guards = {
             "RATELIMIT_LOGIN": self.ratelimit_login,
+            "RATELIMIT_LOGIN_ACCOUNT_CLIENT": self.ratelimit_login_account_client,
+            "RATELIMIT_LOGIN_ACCOUNT": self.ratelimit_login_account,
             "RATELIMIT_REGISTER": self.ratelimit_register,
             "RATELIMIT_REFRESH": self.ratelimit_refresh,
+            "RATELIMIT_PASSWORD_CHANGE": self.ratelimit_password_change,
         }
         problems.extend(
             f"{name} is empty" for name, value in brute_force_guards.items() if not value

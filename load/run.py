@@ -46,18 +46,17 @@ import psutil  # type: ignore[import-untyped]  # no stubs locked
 import psycopg
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # so the imports below (E402) work as a script
-
-from load import evaluate  # noqa: E402 - sys.path
-from load.stages import FULL_PROFILE, STAGES, duration  # noqa: E402 - sys.path
-from tests.processes import (  # noqa: E402 - sys.path
+from load import evaluate
+from load.stages import FULL_PROFILE, STAGES, duration
+from tools.processes import (
     ProcessGroup,
     celery_worker_command,
     free_port,
     scratch_database,
     wait_until,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 REPORTS = ROOT / "reports" / "load"
 LOGS = REPORTS / "logs"

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app import create_app
@@ -58,15 +57,31 @@ def session_app(settings: Settings) -> Iterator[APIFlask]:
     get_database(app).engine.dispose()
 
 
+BindApp = Callable[[APIFlask], APIFlask]
+MakeApp = Callable[..., APIFlask]
+
+
 @pytest.fixture
-def app(session_app: APIFlask, db_connection: Connection) -> Iterator[APIFlask]:
+def app(session_app: APIFlask, bind_app: BindApp) -> APIFlask:
     """The application with every session routed through the test's connection."""
-    database = get_database(session_app)
-    if db_connection.in_transaction():
-        database.bind_to_connection(db_connection)
-    session_app.extensions["mastery.keyring"].clear_cache()
-    yield session_app
-    database.bind_to_engine()
+    return bind_app(session_app)
+
+
+@pytest.fixture
+def make_app(settings: Settings, bind_app: BindApp) -> Iterator[MakeApp]:
+    """`make_app(**changes)`: an application of the test profile with `changes` to its settings,
+    bound to the test's connection like `app` (tests/plugins/database.py, `bind_app`) unless the
+    changes give it a database of its own (`database_url`); its pool is closed after the test."""
+    made: list[APIFlask] = []
+
+    def make(**changes: Any) -> APIFlask:
+        app = create_app(settings.model_copy(update=changes))
+        made.append(app)
+        return app if "database_url" in changes else bind_app(app)
+
+    yield make
+    for app in made:
+        get_database(app).engine.dispose()
 
 
 @pytest.fixture
@@ -157,15 +172,9 @@ def job_queue() -> str:
 
 
 @pytest.fixture
-def web(settings: Settings, redis_url: str, job_queue: str) -> Iterator[APIFlask]:
+def web(make_app: MakeApp, redis_url: str, job_queue: str) -> APIFlask:
     """The web side queueing jobs to Redis (for a real worker) instead of running them."""
-    app = create_app(
-        settings.model_copy(
-            update={"jobs_eager": False, "celery_broker_url": redis_url, "job_queue": job_queue}
-        )
-    )
-    yield app
-    get_database(app).engine.dispose()
+    return make_app(jobs_eager=False, celery_broker_url=redis_url, job_queue=job_queue)
 
 
 @pytest.fixture(scope="session")
@@ -173,7 +182,7 @@ def s3_endpoint() -> Iterator[str]:
     """An S3-compatible endpoint on loopback: moto's server, shared by the tests of a worker."""
     from moto.server import ThreadedMotoServer  # imported here: only S3 tests pay for it
 
-    from tests.plugins.services import free_port
+    from tools.processes import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -2,7 +2,9 @@
 
 Items are drafted from the skill's own sentences and keywords, grading is keyword coverage of
 the rubric and reference answer, hints name a rubric keyword (or only the first letter of a
-one-word answer). The same input always gives the same output.
+one-word answer). Grading feedback names no word of the answer key, not even the learner's
+own: naming the next missing keyword, or which of the learner's words counted, let a learner
+collect the key over a few attempts (issue 17). The same input always gives the same output.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ class OfflineProvider:
         expected = keywords(" ".join([item.reference_answer, *item.rubric]))
         given = set(words(item.response))
         covered = [word for word in expected if word in given]
-        missing = [word for word in expected if word not in given]
         if words(item.reference_answer) and words(item.response) == words(item.reference_answer):
             score = 1.0
         elif expected:
@@ -65,13 +66,9 @@ class OfflineProvider:
         if correct:
             feedback = "Correct: your answer covers the key ideas."
         elif covered:
-            feedback = (
-                f"Partly right: you mentioned {', '.join(covered[:3])}; something is missing."
-            )
+            feedback = "Partly right: your answer has some of the key ideas; something is missing."
         else:
             feedback = "Not yet: your answer does not mention the key ideas of the question."
-        if missing and not correct:
-            feedback += f" Think about {_hint_for(missing[0], item.reference_answer)}."
         return GradeResult(
             score=score,
             correct=correct,

@@ -4,7 +4,10 @@ Every request names its prompt template and version (body `metadata` and the
 `X-Prompt-Template` header) and asks for structured output with a JSON schema. Timeouts and
 other transport errors, 429 and 5xx are retried with exponential backoff and jitter
 (`Retry-After` wins when sent); other 4xx are not. A circuit breaker stops calling a provider that keeps failing. Output that fails
-validation gets exactly one repair attempt before `InvalidOutputError`.
+validation gets exactly one repair attempt before `InvalidOutputError`. Each operation's
+completion is capped (`max_tokens`), and the learner's text reaches the model with `<`, `>` and
+`&` escaped, so it cannot close the answer markers of the grading prompt and speak as the
+platform.
 
 An optional time `budget` (seconds, on the injected monotonic `clock`) bounds one whole
 operation, retries and repair included, for callers that have a learner waiting: each request's
@@ -23,6 +26,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from app.ai import metrics
 from app.ai.errors import (
     CircuitOpenError,
     InvalidOutputError,
@@ -44,7 +48,6 @@ from app.ai.models import (
 )
 from app.ai.prompts import PromptRegistry, RenderedPrompt, default_registry
 from app.ai.resilience import CircuitBreaker, Clock, RetryPolicy, Sleep, parse_retry_after
-from app.observability import metrics
 
 PROVIDER_NAME = "openai"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -54,6 +57,10 @@ REPAIR_INSTRUCTION = (
     "Reply again with only a JSON object that matches the schema."
 )
 MAX_DETAIL = 300
+# Completion caps per template: a grade or a hint is a short JSON object; a batch of drafts is
+# not. Output cut at the cap fails validation and is repaired once, then falls back.
+MAX_TOKENS = {"grade_short_answer": 400, "hint": 300, "generate_items": 4000}
+DEFAULT_MAX_TOKENS = 1000
 
 logger = logging.getLogger(__name__)
 Output = TypeVar("Output", bound=BaseModel)
@@ -123,7 +130,7 @@ class OpenAICompatibleProvider:
             stem=item.stem,
             reference_answer=item.reference_answer,
             rubric=bullets(item.rubric),
-            response=item.response,
+            response=escape_learner_text(item.response),
         )
         return GradeResult(**output.model_dump(), **provenance.model_dump())
 
@@ -148,6 +155,7 @@ class OpenAICompatibleProvider:
             "model": self.model,
             "messages": messages,
             "temperature": 0,
+            "max_tokens": MAX_TOKENS.get(prompt.template, DEFAULT_MAX_TOKENS),
             "response_format": {
                 "type": "json_schema",
                 "json_schema": {
@@ -279,6 +287,12 @@ class OpenAICompatibleProvider:
 def cap(seconds: float | None, limit: float) -> float:
     """A phase timeout no longer than `limit` (None, httpx's "no timeout", becomes `limit`)."""
     return limit if seconds is None else min(seconds, limit)
+
+
+def escape_learner_text(text: str) -> str:
+    """`text` with `&`, `<` and `>` as HTML entities: whatever the learner typed, the only
+    `<<<ANSWER` / `ANSWER>>>` markers in the prompt are the template's own."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def bullets(lines: list[str]) -> str:

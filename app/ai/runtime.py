@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import httpx
 from flask import Flask, current_app
 
+from app.ai import metrics
 from app.ai.errors import AIConfigurationError
 from app.ai.factory import openai_endpoint, openai_provider
 from app.ai.models import Provenance
@@ -34,6 +35,7 @@ from app.ai.offline import OfflineProvider
 from app.ai.provider import Provider
 from app.ai.resilience import CircuitBreaker, Clock, RetryPolicy, Sleep
 from app.config import Settings
+from app.observability.metrics import register_scrape_hook
 
 EXTENSION = "mastery.ai"
 # A learner is waiting: one quick retry, and only if it fits in the budget.
@@ -100,6 +102,15 @@ def init_app(app: Flask, settings: Settings) -> None:
         offline = OfflineProvider()
         providers = AIProviders(offline, offline, problem=str(error))
     app.extensions[EXTENSION] = providers
+    register_scrape_hook(app, lambda: sample_circuit(app))
+
+
+def sample_circuit(app: Flask) -> None:
+    """Refresh `mastery_ai_circuit_state` before a scrape: an open circuit cools down to
+    half-open with time, not only on a call."""
+    providers = ai_providers(app)
+    if providers.breaker is not None:
+        metrics.set_circuit_state(providers.interactive.name, providers.breaker.state)
 
 
 def ai_providers(app: Flask | None = None) -> AIProviders:

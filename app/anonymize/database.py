@@ -83,6 +83,8 @@ class _Transformer:
             return self.p.ip(value)
         if rule is Rule.OPAQUE:
             return self.p.opaque(value)
+        if rule is Rule.REQUEST_ID:
+            return self.p.request_id(value)
         if rule is Rule.FREE_TEXT:
             return self.p.scrub_text(value, self.names)
         if rule is Rule.JSON:

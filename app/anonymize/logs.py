@@ -1,7 +1,8 @@
 """Anonymise JSON log files (one JSON object per line, as app/observability/logging writes).
 
 Every string goes through the same pseudonyms as the database copy (so a user's pseudonym in
-the logs matches the one in an anonymised database made with the same key), IPv4 addresses
+the logs matches the one in an anonymised database made with the same key, and so does a
+request id under `request_id`, which the client may have chosen), IPv4 addresses
 in text are pseudonymised too, and token-like strings are removed outright: JWTs, `Bearer …`
 credentials, API keys (`sk-…` and similar), values of keys that name a secret, and long
 mixed-case base64-ish strings. Lines that are not JSON are scrubbed as plain text.
@@ -77,6 +78,8 @@ class LogAnonymizer:
             return self.p.name(value)
         if rule == "opaque":
             return self.p.opaque(value)
+        if rule == "request_id":
+            return self.p.request_id(value)
         return self.text(value)
 
     def line(self, line: str) -> str:

@@ -18,6 +18,10 @@ class Rule(enum.StrEnum):
     NAME = "pseudonymise-name"
     IP = "pseudonymise-ip"
     OPAQUE = "pseudonymise-opaque"  # client-chosen identifiers: unique, unlinkable
+    # X-Request-ID is client-chosen (anything of a tame shape): it can carry an e-mail or a
+    # customer's own ticket number. One keyed pseudonym per id, the same in every table and
+    # in anonymised logs, so rows and log lines of one request still correlate.
+    REQUEST_ID = "pseudonymise-request-id"
     FREE_TEXT = "scrub-free-text"  # e-mails, phone numbers and users' names replaced
     JSON = "scrub-json"  # FREE_TEXT on every string, pseudonyms for personal keys
     UNUSABLE_PASSWORD = (
@@ -61,7 +65,7 @@ POLICY: dict[str, TablePolicy] = {
             "action": K,
             "target_type": K,
             "target_id": K,  # a uuid or a key id, never free text
-            "request_id": K,
+            "request_id": Rule.REQUEST_ID,
             "ip": Rule.IP,
             "details": Rule.JSON,  # filenames, token ids ("jti" → opaque)
         },
@@ -148,7 +152,7 @@ POLICY: dict[str, TablePolicy] = {
             "attempts": K,
             "max_attempts": K,
             "last_error": Rule.FREE_TEXT,
-            "request_id": K,
+            "request_id": Rule.REQUEST_ID,
             "created_at": K,
             "updated_at": K,
             "started_at": K,

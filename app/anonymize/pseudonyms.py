@@ -112,6 +112,12 @@ class Pseudonymizer:
         """An identifier-shaped pseudonym (idempotency keys, token ids): unique per input."""
         return "anon-" + self.digest("opaque", value).hex()[:length]
 
+    def request_id(self, value: str) -> str:
+        """A request id's pseudonym, `req-` and 32 hex digits (128 bits: distinct ids stay
+        distinct): still a well-formed X-Request-ID, and short enough for every column that
+        holds one."""
+        return "req-" + self.digest("request-id", value).hex()[:32]
+
     # --- free text ----------------------------------------------------------------------
 
     def scrub_text(self, text: str, known_names: NameIndex | None = None) -> str:
@@ -160,6 +166,8 @@ class Pseudonymizer:
                 return self.name(value)
             if rule == "opaque":
                 return self.opaque(value)
+            if rule == "request_id":
+                return self.request_id(value)
             return self.scrub_text(value, known_names)
         return value
 
@@ -177,6 +185,8 @@ PERSONAL_FIELDS = {
     "full_name": "name",
     "name_of_user": "name",
     "jti": "opaque",
+    "request_id": "request_id",
+    "x_request_id": "request_id",
 }
 
 

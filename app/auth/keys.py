@@ -2,6 +2,8 @@
 
 Key material is random, stored in the database encrypted with a key derived from SECRET_KEY
 (so a database dump alone cannot mint tokens), and cached per process by `kid` once decrypted.
+Decrypted material is held as a `SigningSecret`, whose repr and str are redacted, so a stack
+frame, a log line or an error report that captures it shows nothing usable.
 Rotation makes a new key active; tokens signed by a retired key verify until they expire, and
 a key retired longer ago than the longest token lifetime verifies nothing at all.
 """
@@ -27,6 +29,25 @@ ALGORITHM = "HS256"
 CACHE_SECONDS = 300.0
 
 
+class SigningSecret:
+    """Decrypted signing-key material. `reveal()` is the only way to the value: `repr`, `str`
+    and every serialiser that falls back to them (Sentry's frame variables, logging) print
+    `[redacted]`, so the secret cannot leave the process by accident."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SigningSecret([redacted])"
+
+    __str__ = __repr__
+
+
 def _fernet_for(secret_key: str) -> Fernet:
     derived = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"mastery signing keys v1"
@@ -40,12 +61,12 @@ class Keyring:
     def __init__(self, secret_key: str, max_token_lifetime: timedelta) -> None:
         self._fernet = _fernet_for(secret_key)
         self._max_token_lifetime = max_token_lifetime
-        self._cache: dict[str, tuple[str, datetime | None, float]] = {}
+        self._cache: dict[str, tuple[SigningSecret, datetime | None, float]] = {}
 
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    def active(self, session: Session) -> tuple[str, str]:
+    def active(self, session: Session) -> tuple[str, SigningSecret]:
         """The `(kid, secret)` that signs new tokens; the first call ever creates it."""
         key = session.scalars(
             select(SigningKey)
@@ -64,7 +85,7 @@ class Keyring:
             key.retired_at = now
         return self._create(session)
 
-    def verification_secret(self, session: Session, kid: str) -> str | None:
+    def verification_secret(self, session: Session, kid: str) -> SigningSecret | None:
         """The secret for `kid`, or None when the token must be rejected: no such key, or a key
         retired longer ago than any token lives (nothing it signed can still be valid)."""
         cached = self._cache.get(kid)
@@ -80,20 +101,20 @@ class Keyring:
         return secret
 
     def _create(self, session: Session) -> SigningKey:
-        material = secrets.token_hex(32)
+        material = SigningSecret(secrets.token_hex(32))
         key = SigningKey(
             kid=uuid.uuid4().hex,
             algorithm=ALGORITHM,
-            encrypted_secret=self._fernet.encrypt(material.encode()),
+            encrypted_secret=self._fernet.encrypt(material.reveal().encode()),
             created_at=utcnow(),
         )
         session.add(key)
         session.flush()
         return key
 
-    def _decrypt(self, key: SigningKey) -> str:
+    def _decrypt(self, key: SigningKey) -> SigningSecret:
         try:
-            return self._fernet.decrypt(key.encrypted_secret).decode()
+            return SigningSecret(self._fernet.decrypt(key.encrypted_secret).decode())
         except InvalidToken as error:
             raise RuntimeError(
                 f"signing key {key.kid} cannot be decrypted: SECRET_KEY changed since it was made"

@@ -60,10 +60,40 @@ def register(
     return user
 
 
+def _locked_if_unchanged(session: Session, user: User, verified_hash: str) -> User | None:
+    """The user row, locked (SELECT ... FOR UPDATE) until the commit, when its hash is still
+    the one just verified; else None, with the lock released."""
+    locked = session.get(User, user.id, with_for_update=True, populate_existing=True)
+    if locked is not None and locked.password_hash == verified_hash:
+        return locked
+    session.rollback()  # no lock is held across the next Argon2 verification
+    return None
+
+
+def _verify_and_lock(session: Session, email: str, password: str) -> tuple[User | None, bool]:
+    """(the account, whether `password` is its password), the row locked when it is.
+
+    Argon2 runs before the lock, so a login never holds the row for its ~50 ms. A password
+    change that committed meanwhile is seen once the lock is taken: the password is checked
+    again against the new hash, so neither a login with the old password nor a rehash of it
+    survives the change. A change waiting on the lock sets its cutoff after this login
+    commits, which ends the login's tokens.
+    """
+    user: User | None = None
+    for _attempt in range(2):
+        user = session.scalar(select(User).where(User.email == email))
+        seen = user.password_hash if user is not None else None
+        if not passwords.verify_password(seen, password) or user is None or seen is None:
+            return user, False
+        locked = _locked_if_unchanged(session, user, seen)
+        if locked is not None:
+            return locked, True
+    return user, False  # changed twice while verifying: refuse rather than keep chasing it
+
+
 def login(session: Session, email: str, password: str) -> tokens.TokenPair:
     """Check the credentials and start a refresh family; every failure looks the same."""
-    user = session.scalar(select(User).where(User.email == normalise_email(email)))
-    verified = passwords.verify_password(user.password_hash if user else None, password)
+    user, verified = _verify_and_lock(session, normalise_email(email), password)
     if user is None or not verified or not user.is_active:
         reason = "unknown_email" if user is None else "inactive" if verified else "bad_password"
         # The audit record names the account (when there is one) and the reason, never the
@@ -100,7 +130,8 @@ def change_password(session: Session, user: User, current_password: str, new_pas
         raise validation_problem(
             "json", "new_password", "The new password must differ from the current one."
         )
-    if not passwords.verify_password(user.password_hash, current_password):
+    verified_hash = user.password_hash
+    if not passwords.verify_password(verified_hash, current_password):
         audit_record(
             session,
             "auth.password_change_failed",
@@ -111,7 +142,14 @@ def change_password(session: Session, user: User, current_password: str, new_pas
         )
         session.commit()
         raise Forbidden(WRONG_PASSWORD, slug="wrong-password")
-    user.password_hash = passwords.hash_password(new_password)
+    new_hash = passwords.hash_password(new_password)  # before the lock: Argon2 takes ~50 ms
+    # Locked from here to the commit: a racing login waits, then sees the new hash. A change
+    # that committed first made this one's current password wrong.
+    locked = _locked_if_unchanged(session, user, verified_hash)
+    if locked is None:
+        raise Forbidden(WRONG_PASSWORD, slug="wrong-password")
+    user = locked
+    user.password_hash = new_hash
     tokens.end_all_sessions(session, user, "password_changed")
     audit_record(
         session,

@@ -31,15 +31,15 @@ from flask_jwt_extended import (
     decode_token,
 )
 from flask_jwt_extended.exceptions import InvalidHeaderError, JWTExtendedException
-from jwt.exceptions import PyJWTError
-from sqlalchemy import bindparam, delete, exists, select, true, update
+from jwt.exceptions import MissingRequiredClaimError, PyJWTError
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.audit.service import record as audit_record
 from app.auth import security_log
-from app.auth.keys import ALGORITHM, Keyring
+from app.auth.keys import ALGORITHM, Keyring, SigningSecret
 from app.auth.models import RefreshFamily, RefreshToken, RevokedAccessToken, User
 from app.config import Settings
 from app.db import get_session, utcnow
@@ -53,10 +53,19 @@ AUDIENCE = "mastery-api"
 # Issued-at in microseconds since the epoch: `iat` has whole seconds, too coarse for a cutoff
 # set in the same second as a login.
 ISSUED_CLAIM = "ius"
+# Every claim the checks below rely on; a token without one is refused (401) before any key is
+# looked up. Revocation needs `jti` (deny-list), `fam` (the login) and `ius` (the cutoff), and a
+# token without `exp` would never expire. flask-jwt-extended passes PyJWT a fixed `options`, so
+# the check runs in the key loader, on the claims PyJWT decoded without the signature (the
+# signature is verified right after, by PyJWT).
+REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "type", "fam", ISSUED_CLAIM)
+# Clocks of the machines that sign and verify may disagree by a little (NTP keeps them well
+# under a second): `exp`, `nbf` and `iat` get this much slack.
+LEEWAY_SECONDS = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-_signing_secret: contextvars.ContextVar[str] = contextvars.ContextVar("signing_secret")
+_signing_secret: contextvars.ContextVar[SigningSecret] = contextvars.ContextVar("signing_secret")
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ def settings() -> Settings:
 
 
 @contextmanager
-def _signing_with(secret: str) -> Iterator[None]:
+def _signing_with(secret: SigningSecret) -> Iterator[None]:
     token = _signing_secret.set(secret)
     try:
         yield
@@ -92,15 +101,10 @@ def micros(moment: datetime) -> int:
 
 
 def issued_micros(claims: dict[str, Any]) -> int | None:
-    """When a token was issued, in microseconds; a token without `ius` (minted before the
-    claim existed) counts as issued at the very start of its `iat` second, so a cutoff in the
-    same second rejects it: when unsure, reject."""
+    """When a token was issued, in microseconds; None (reject) for a malformed `ius`."""
     issued = claims.get(ISSUED_CLAIM)
     if isinstance(issued, int) and not isinstance(issued, bool):
         return issued
-    iat = claims.get("iat")
-    if isinstance(iat, int | float) and not isinstance(iat, bool):
-        return int(iat) * 1_000_000
     return None
 
 
@@ -318,7 +322,6 @@ _FAMILY_ALIVE = exists().where(
     RefreshFamily.id == bindparam("family_id"), RefreshFamily.revoked_at.is_(None)
 )
 _USER_WITH_FAMILY = select(User, _DENIED, _FAMILY_ALIVE).where(User.id == bindparam("user_id"))
-_USER_WITHOUT_FAMILY = select(User, _DENIED, true()).where(User.id == bindparam("user_id"))
 
 
 def revocation_reason(session: Session, claims: dict[str, Any]) -> str | None:
@@ -331,18 +334,14 @@ def revocation_reason(session: Session, claims: dict[str, Any]) -> str | None:
     """
     jti = claims.get("jti")
     try:
-        family_id = uuid.UUID(str(claims["fam"])) if "fam" in claims else None
+        family_id = uuid.UUID(str(claims["fam"]))
         user_id = uuid.UUID(str(claims["sub"]))
     except (KeyError, ValueError):
         return "malformed_claims"
     if not isinstance(jti, str):  # every token this service signs has one
         return "malformed_claims"
-    if family_id is None:
-        statement, values = _USER_WITHOUT_FAMILY, {"jti": jti, "user_id": user_id}
-    else:
-        statement = _USER_WITH_FAMILY
-        values = {"jti": jti, "user_id": user_id, "family_id": family_id}
-    row = session.execute(statement, values).first()
+    values = {"jti": jti, "user_id": user_id, "family_id": family_id}
+    row = session.execute(_USER_WITH_FAMILY, values).first()
     if row is None:
         return None  # no such user: the user loader refuses the token ("unknown user")
     user, is_denied, is_alive = row
@@ -400,6 +399,7 @@ def init_app(app: Flask, config: Settings) -> None:
         JWT_DECODE_ISSUER=ISSUER,
         JWT_ENCODE_AUDIENCE=AUDIENCE,
         JWT_DECODE_AUDIENCE=AUDIENCE,
+        JWT_DECODE_LEEWAY=LEEWAY_SECONDS,
         JWT_ERROR_MESSAGE_KEY="detail",
     )
     app.extensions["mastery.keyring"] = Keyring(
@@ -409,15 +409,18 @@ def init_app(app: Flask, config: Settings) -> None:
 
     @jwt.encode_key_loader
     def _encode_key(_identity: Any) -> str:
-        return _signing_secret.get()
+        return _signing_secret.get().reveal()
 
     @jwt.decode_key_loader
-    def _decode_key(header: dict[str, Any], _claims: dict[str, Any]) -> str:
+    def _decode_key(header: dict[str, Any], claims: dict[str, Any]) -> str:
+        for claim in REQUIRED_CLAIMS:
+            if claim not in claims:
+                raise MissingRequiredClaimError(claim)
         kid = header.get("kid")
         secret = keyring().verification_secret(get_session(), kid) if isinstance(kid, str) else None
         if secret is None:
             raise InvalidHeaderError("unknown signing key")
-        return secret
+        return secret.reveal()
 
     @jwt.user_lookup_loader
     def _load_user(_header: dict[str, Any], claims: dict[str, Any]) -> User | None:

@@ -15,6 +15,13 @@
   "seconds": {"database": 0.4, "objects": 0.1}
 }
 ```
+
+Format 2 is an encrypted backup (app/backup/crypto.py): the same document plus
+`"encryption": {"algorithm": "AES-256-GCM", "key_id": "…"}`, and each artifact also names
+the object actually stored, `"stored": {"name": "database.dump.enc", "sha256": "…",
+"bytes": …}`. `sha256` and `bytes` stay those of the plaintext, so a restore checks the
+decrypted file against them; `stored` lets `verify` name a damaged object before decrypting.
+A version that reads only format 1 refuses an encrypted backup instead of misreading it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from app.backup.objects import ObjectsSummary
 from app.backup.tables import TableStats
 
 FORMAT = 1
+ENCRYPTED_FORMAT = 2
+ENCRYPTED_SUFFIX = ".enc"
 DATABASE_ARTIFACT = "database.dump"
 OBJECTS_ARTIFACT = "objects.tar.gz"
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4}$")
@@ -51,12 +60,55 @@ def is_backup_id(value: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Artifact:
+class Stored:
+    """The object an encrypted artifact is kept as: its name in the backup folder, checksum
+    and size."""
+
+    name: str
     sha256: str
     bytes: int
 
     def as_json(self) -> dict[str, object]:
-        return {"sha256": self.sha256, "bytes": self.bytes}
+        return {"name": self.name, "sha256": self.sha256, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    sha256: str  # of the plaintext
+    bytes: int
+    stored: Stored | None = None  # set when the artifact is kept encrypted
+
+    def as_json(self) -> dict[str, object]:
+        document: dict[str, object] = {"sha256": self.sha256, "bytes": self.bytes}
+        if self.stored is not None:
+            document["stored"] = self.stored.as_json()
+        return document
+
+    @property
+    def stored_name(self) -> str | None:
+        return self.stored.name if self.stored is not None else None
+
+
+@dataclass(frozen=True)
+class Encryption:
+    algorithm: str
+    key_id: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"algorithm": self.algorithm, "key_id": self.key_id}
+
+
+def _artifact(document: dict[str, Any]) -> Artifact:
+    stored = document.get("stored")
+    return Artifact(
+        str(document["sha256"]),
+        int(document["bytes"]),
+        (
+            Stored(str(stored["name"]), str(stored["sha256"]), int(stored["bytes"]))
+            if stored is not None
+            else None
+        ),
+    )
 
 
 def file_artifact(path: Path) -> Artifact:
@@ -81,10 +133,11 @@ class Manifest:
     objects: ObjectsSummary
     seconds: dict[str, float] = field(default_factory=dict)
     consistency: str = "pg_dump --snapshot of the transaction that counted and hashed the tables"
+    encryption: Encryption | None = None
 
     def to_json(self) -> str:
         document: dict[str, Any] = {
-            "format": FORMAT,
+            "format": FORMAT if self.encryption is None else ENCRYPTED_FORMAT,
             "id": self.id,
             "created_at": self.created_at.isoformat(),
             "app_version": self.app_version,
@@ -96,27 +149,28 @@ class Manifest:
             "objects": self.objects.as_json(),
             "seconds": self.seconds,
         }
+        if self.encryption is not None:
+            document["encryption"] = self.encryption.as_json()
         return json.dumps(document, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
         try:
             document = json.loads(text)
-            if document.get("format") != FORMAT:
+            version = document.get("format")
+            if version not in (FORMAT, ENCRYPTED_FORMAT):
                 raise BackupError(
-                    f"manifest format {document.get('format')!r} is not supported "
-                    f"(this version reads format {FORMAT})"
+                    f"manifest format {version!r} is not supported "
+                    f"(this version reads formats {FORMAT} and {ENCRYPTED_FORMAT})"
                 )
-            return cls(
+            encryption = document.get("encryption")
+            manifest = cls(
                 id=str(document["id"]),
                 created_at=datetime.fromisoformat(document["created_at"]),
                 app_version=str(document["app_version"]),
                 migration_revision=document["migration_revision"],
                 server_version=str(document["server_version"]),
-                artifacts={
-                    name: Artifact(str(a["sha256"]), int(a["bytes"]))
-                    for name, a in document["artifacts"].items()
-                },
+                artifacts={name: _artifact(a) for name, a in document["artifacts"].items()},
                 tables={
                     name: TableStats(int(t["rows"]), str(t["sha256"]))
                     for name, t in document["tables"].items()
@@ -128,10 +182,28 @@ class Manifest:
                 ),
                 seconds={str(k): float(v) for k, v in document.get("seconds", {}).items()},
                 consistency=str(document.get("consistency", "")),
+                encryption=(
+                    Encryption(str(encryption["algorithm"]), str(encryption["key_id"]))
+                    if encryption is not None
+                    else None
+                ),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise BackupError(f"manifest.json is damaged: {error!r}") from error
+        encrypted = version == ENCRYPTED_FORMAT
+        if encrypted != (manifest.encryption is not None) or any(
+            (artifact.stored is not None) != encrypted for artifact in manifest.artifacts.values()
+        ):
+            raise BackupError(
+                "manifest.json is damaged: its format, encryption block and stored artifacts "
+                "disagree"
+            )
+        return manifest
 
     @property
     def size(self) -> int:
-        return sum(artifact.bytes for artifact in self.artifacts.values())
+        """Bytes kept in the store (the encrypted objects when the backup is encrypted)."""
+        return sum(
+            artifact.stored.bytes if artifact.stored is not None else artifact.bytes
+            for artifact in self.artifacts.values()
+        )

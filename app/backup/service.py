@@ -5,6 +5,10 @@ REPEATABLE READ transaction whose snapshot pg_dump imports (`pg_export_snapshot(
 `pg_dump --snapshot`), so the dump and the numbers describe the same instant even while the
 platform keeps writing. Object storage is not transactional: it is archived right after, so
 it holds every object the dumped rows refer to unless one was deleted in between.
+
+Encryption: given an `ArtifactCipher` (BACKUP_ENCRYPTION_KEY), every artifact is encrypted
+before it leaves the machine and kept as `<name>.enc`; the manifest keeps the plaintext's
+sha256 and size, so verify and restore decrypt and check exactly what they checked before.
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ from pathlib import Path
 import psycopg
 
 from app.backup import pg
+from app.backup.crypto import ALGORITHM, ArtifactCipher, BackupKeyError
 from app.backup.errors import BackupError
 from app.backup.manifest import (
     DATABASE_ARTIFACT,
+    ENCRYPTED_SUFFIX,
     OBJECTS_ARTIFACT,
+    Artifact,
+    Encryption,
     Manifest,
+    Stored,
     file_artifact,
     is_backup_id,
     new_backup_id,
@@ -85,6 +94,17 @@ def _snapshot_dump(database_url: str, dump: Path) -> tuple[dict[str, TableStats]
     return tables, revision, server.split(" ")[0]
 
 
+def _seal(cipher: ArtifactCipher, backup_id: str, name: str, plain: Path) -> tuple[Artifact, Path]:
+    """Encrypt `plain` beside itself; its artifact record (plaintext numbers + stored object)
+    and the path of the encrypted file."""
+    stored_name = f"{name}{ENCRYPTED_SUFFIX}"
+    sealed = plain.with_name(stored_name)
+    cipher.encrypt_file(plain, sealed, f"{backup_id}/{name}")
+    plaintext, kept = file_artifact(plain), file_artifact(sealed)
+    stored = Stored(stored_name, kept.sha256, kept.bytes)
+    return Artifact(plaintext.sha256, plaintext.bytes, stored), sealed
+
+
 def create_backup(
     database_url: str,
     storage: Storage,
@@ -93,8 +113,10 @@ def create_backup(
     keep: int | None = None,
     exclude: Path | None = None,
     log: Log = _quiet,
+    cipher: ArtifactCipher | None = None,
 ) -> CreateResult:
-    """Dump the database and archive the objects into a new backup; then apply retention."""
+    """Dump the database and archive the objects into a new backup (encrypted under `cipher`
+    when given); then apply retention."""
     if keep is not None and keep < 1:
         raise BackupError("--keep must be at least 1 (the backup just made)")
     backup_id = new_backup_id()
@@ -110,23 +132,32 @@ def create_backup(
         log("archiving object storage")
         objects = archive_objects(storage, archive, exclude)
         seconds["objects"] = round(time.perf_counter() - started, 3)
+        artifacts: dict[str, Artifact] = {}
+        uploads: list[tuple[str, Path]] = []
+        for name, path in ((DATABASE_ARTIFACT, dump), (OBJECTS_ARTIFACT, archive)):
+            if cipher is None:
+                artifacts[name] = file_artifact(path)
+                uploads.append((name, path))
+            else:
+                artifacts[name], sealed = _seal(cipher, backup_id, name, path)
+                uploads.append((sealed.name, sealed))
+        if cipher is not None:
+            log(f"encrypted the artifacts ({ALGORITHM}, key id {cipher.key_id})")
         manifest = Manifest(
             id=backup_id,
             created_at=created_at,
             app_version=_app_version(),
             migration_revision=revision,
             server_version=server,
-            artifacts={
-                DATABASE_ARTIFACT: file_artifact(dump),
-                OBJECTS_ARTIFACT: file_artifact(archive),
-            },
+            artifacts=artifacts,
             tables=tables,
             objects=objects,
             seconds=seconds,
+            encryption=Encryption(ALGORITHM, cipher.key_id) if cipher is not None else None,
         )
         log(f"uploading to {store.describe()}")
-        store.upload(backup_id, DATABASE_ARTIFACT, dump)
-        store.upload(backup_id, OBJECTS_ARTIFACT, archive)
+        for name, path in uploads:
+            store.upload(backup_id, name, path)
         manifest_path = Path(work) / MANIFEST
         manifest_path.write_text(manifest.to_json())
         store.upload(backup_id, MANIFEST, manifest_path)  # last: now the backup is complete
@@ -168,36 +199,91 @@ def list_backups(store: BackupStore) -> list[Manifest]:
         return [read_manifest(store, i, Path(work)) for i in complete_ids(store)]
 
 
-def _fetch_verified(store: BackupStore, backup_id: str, work: Path, log: Log) -> Manifest:
-    """Download every artifact into `work` and check it against the manifest."""
+def _check(backup_id: str, name: str, path: Path, sha256: str, size: int) -> None:
+    actual = file_artifact(path)
+    if actual.bytes != size:
+        state = "truncated" if actual.bytes < size else "longer than recorded"
+        raise BackupError(
+            f"{backup_id}/{name} is {state}: {actual.bytes} bytes, the manifest says {size}"
+        )
+    if actual.sha256 != sha256:
+        raise BackupError(
+            f"{backup_id}/{name} is corrupted: its sha256 is {actual.sha256}, "
+            f"the manifest says {sha256}"
+        )
+
+
+def _usable_cipher(
+    manifest: Manifest, cipher: ArtifactCipher | None, log: Log
+) -> ArtifactCipher | None:
+    """The cipher to decrypt `manifest`'s artifacts with; BackupKeyError when the backup is
+    encrypted and the key is missing or another one."""
+    encryption = manifest.encryption
+    if encryption is None:
+        if cipher is not None:
+            log("this backup is not encrypted: BACKUP_ENCRYPTION_KEY is not needed for it")
+        return None
+    if encryption.algorithm != ALGORITHM:
+        raise BackupError(
+            f"backup {manifest.id} is encrypted with {encryption.algorithm}; this version "
+            f"decrypts {ALGORITHM} only"
+        )
+    if cipher is None:
+        raise BackupKeyError(
+            f"backup {manifest.id} is encrypted ({ALGORITHM}, key id {encryption.key_id}): set "
+            "BACKUP_ENCRYPTION_KEY (or BACKUP_ENCRYPTION_KEY_FILE) to the key it was made with"
+        )
+    if cipher.key_id != encryption.key_id:
+        raise BackupKeyError(
+            f"BACKUP_ENCRYPTION_KEY is not the key backup {manifest.id} was encrypted with "
+            f"(the backup's key id is {encryption.key_id}, this key's is {cipher.key_id})"
+        )
+    return cipher
+
+
+def _fetch_verified(
+    store: BackupStore,
+    backup_id: str,
+    work: Path,
+    log: Log,
+    cipher: ArtifactCipher | None = None,
+) -> Manifest:
+    """Download every artifact into `work` (decrypted, under its plaintext name) and check it
+    against the manifest: the stored object's size and sha256 first when it is encrypted,
+    then, after the GCM tag, the plaintext's."""
     manifest = read_manifest(store, backup_id, work)
     for name in (DATABASE_ARTIFACT, OBJECTS_ARTIFACT):
         if name not in manifest.artifacts:
             raise BackupError(f"{MANIFEST} of {backup_id} lists no {name}")
+    key = _usable_cipher(manifest, cipher, log)
     for name, expected in sorted(manifest.artifacts.items()):
         path = work / name
-        store.download(backup_id, name, path)
-        actual = file_artifact(path)
-        if actual.bytes != expected.bytes:
-            state = "truncated" if actual.bytes < expected.bytes else "longer than recorded"
-            raise BackupError(
-                f"{backup_id}/{name} is {state}: "
-                f"{actual.bytes} bytes, the manifest says {expected.bytes}"
-            )
-        if actual.sha256 != expected.sha256:
-            raise BackupError(
-                f"{backup_id}/{name} is corrupted: its sha256 is {actual.sha256}, "
-                f"the manifest says {expected.sha256}"
-            )
-        log(f"{name}: {actual.bytes} bytes, sha256 ok")
+        stored = expected.stored
+        if stored is None or key is None:
+            store.download(backup_id, name, path)
+        else:
+            sealed = work / stored.name
+            store.download(backup_id, stored.name, sealed)
+            _check(backup_id, stored.name, sealed, stored.sha256, stored.bytes)
+            key.decrypt_file(sealed, path, f"{backup_id}/{name}")
+            sealed.unlink()
+        _check(backup_id, name, path, expected.sha256, expected.bytes)
+        how = "decrypted, GCM tag and sha256 ok" if stored is not None else "sha256 ok"
+        log(f"{name}: {expected.bytes} bytes, {how}")
     pg.list_archive(work / DATABASE_ARTIFACT)
     return manifest
 
 
-def verify_backup(store: BackupStore, backup_id: str, log: Log = _quiet) -> Manifest:
-    """Re-check the size and sha256 of every artifact; BackupError names the bad one."""
+def verify_backup(
+    store: BackupStore,
+    backup_id: str,
+    log: Log = _quiet,
+    cipher: ArtifactCipher | None = None,
+) -> Manifest:
+    """Re-check the size and sha256 of every artifact (decrypting it first when the backup is
+    encrypted); BackupError names the bad one."""
     with tempfile.TemporaryDirectory(prefix="mastery-backup-") as work:
-        return _fetch_verified(store, backup_id, Path(work), log)
+        return _fetch_verified(store, backup_id, Path(work), log, cipher)
 
 
 def restore_backup(
@@ -208,13 +294,15 @@ def restore_backup(
     *,
     force: bool = False,
     log: Log = _quiet,
+    cipher: ArtifactCipher | None = None,
 ) -> RestoreResult:
-    """Verify, then restore database and objects, then compare counts and hashes."""
+    """Verify (and decrypt), then restore database and objects, then compare counts and
+    hashes."""
     seconds: dict[str, float] = {}
     target = pg.target_of(target_url)
     with tempfile.TemporaryDirectory(prefix="mastery-restore-") as work:
         started = time.perf_counter()
-        manifest = _fetch_verified(store, backup_id, Path(work), log)
+        manifest = _fetch_verified(store, backup_id, Path(work), log, cipher)
         seconds["verify"] = time.perf_counter() - started
 
         with target.connect(autocommit=True) as connection:

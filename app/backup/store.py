@@ -7,6 +7,12 @@ never listed, verified, restored or counted by retention.
 URLs: a plain directory path, `file://<directory>` or `s3://bucket[/prefix]`. S3
 credentials, region and endpoint come from boto3's standard configuration (`AWS_*`
 environment variables, ~/.aws, an instance role), as for object storage.
+
+Every object written to S3 asks for server-side encryption (BACKUP_S3_SSE): `AES256`
+(SSE-S3, the default), `aws:kms` (SSE-KMS, with BACKUP_S3_KMS_KEY_ID or the account's
+`aws/s3` key), or `none` for an S3-compatible store without SSE. A bucket policy that denies
+unencrypted puts then never rejects a backup. This protects the bucket's disks; client-side
+encryption (app/backup/crypto.py) also protects against whoever can read the bucket.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MANIFEST = "manifest.json"
+SSE_MODES = ("AES256", "aws:kms", "none")
 
 
 class BackupStore(Protocol):
@@ -100,12 +107,38 @@ class LocalBackupStore:
         shutil.rmtree(self._path(backup_id), ignore_errors=True)
 
 
+def sse_arguments(sse: str = "AES256", kms_key_id: str | None = None) -> dict[str, str]:
+    """boto3 ExtraArgs asking S3 to encrypt an object at rest; BackupError on a bad setting."""
+    if sse not in SSE_MODES:
+        raise BackupError(
+            f"BACKUP_S3_SSE must be one of {', '.join(SSE_MODES)}, not {sse!r} "
+            "(docs/data-management.md)"
+        )
+    if kms_key_id and sse != "aws:kms":
+        raise BackupError("BACKUP_S3_KMS_KEY_ID is set: it needs BACKUP_S3_SSE=aws:kms")
+    if sse == "none":
+        return {}
+    arguments = {"ServerSideEncryption": sse}
+    if kms_key_id:
+        arguments["SSEKMSKeyId"] = kms_key_id
+    return arguments
+
+
 class S3BackupStore:
-    def __init__(self, bucket: str, prefix: str = "", client: S3Client | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        client: S3Client | None = None,
+        *,
+        sse: str = "AES256",
+        kms_key_id: str | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._client = client
         self._lock = threading.Lock()
+        self.extra_args = sse_arguments(sse, kms_key_id)
 
     @property
     def client(self) -> S3Client:
@@ -126,8 +159,14 @@ class S3BackupStore:
 
     def upload(self, backup_id: str, name: str, source: Path) -> None:
         try:
-            # upload_file switches to multipart for large dumps by itself.
-            self.client.upload_file(str(source), self.bucket, self._key(backup_id, name))
+            # upload_file switches to multipart for large dumps by itself; ExtraArgs applies
+            # the server-side encryption to every part.
+            self.client.upload_file(
+                str(source),
+                self.bucket,
+                self._key(backup_id, name),
+                ExtraArgs=dict(self.extra_args),
+            )
         except (BotoCoreError, ClientError) as error:
             raise BackupError(
                 f"cannot write {backup_id}/{name} to {self.describe()}: {error}"
@@ -175,8 +214,9 @@ class S3BackupStore:
             raise BackupError(f"cannot delete {backup_id}: {error}") from error
 
 
-def open_store(url: str) -> BackupStore:
-    """The store a BACKUP_URL / --to / --from value names."""
+def open_store(url: str, *, sse: str = "AES256", kms_key_id: str | None = None) -> BackupStore:
+    """The store a BACKUP_URL / --to / --from value names; `sse` and `kms_key_id` (the
+    BACKUP_S3_* settings) apply to S3 only."""
     url = url.strip()
     if not url:
         raise BackupError("no backup location: set BACKUP_URL or pass --to/--from")
@@ -194,5 +234,5 @@ def open_store(url: str) -> BackupStore:
                 "s3:// takes a bucket and an optional prefix only, e.g. s3://mastery-backups/prod;"
                 " credentials and endpoint come from the AWS_* environment variables"
             )
-        return S3BackupStore(parts.netloc, parts.path)
+        return S3BackupStore(parts.netloc, parts.path, sse=sse, kms_key_id=kms_key_id)
     raise BackupError(f"a backup location is a directory, file://… or s3://…, not {scheme}://")

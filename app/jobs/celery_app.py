@@ -3,7 +3,11 @@
 With a broker (CELERY_BROKER_URL, else REDIS_URL) tasks go to Redis and a worker
 (`celery -A app.jobs.worker worker`) runs them; with none, or JOBS_EAGER=true, they run
 in-process at once, so the platform works with no services at all. Delivery is at least once:
-acknowledged late, re-queued when a worker dies mid-task; the job row makes that safe.
+acknowledged late, so a pool process that dies mid-task has its message re-queued by the
+worker's main process at once. A worker that dies whole (SIGKILL of its process group, a lost
+machine) re-queues nothing, and Redis would return its message only after the visibility
+timeout (an hour): the sweeper every worker runs (app/jobs/sweeper.py) re-queues such a job
+from its row shortly after its deadline instead. The job row makes every duplicate safe.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from celery.signals import setup_logging
 from flask import Flask, current_app
 
 from app.config import Settings
+from app.jobs import metrics
 from app.observability.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -54,7 +59,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.job_timeout_seconds + HARD_LIMIT_GRACE,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 3,
-        # Redis redelivers an unacknowledged message after this long (a worker that vanished).
+        # Redis returns an unacknowledged message to the queue after this long. It must exceed
+        # the longest a worker holds a message (a retry's backoff, a deferral to a deadline, the
+        # hard time limit) or that message runs twice; recovering a vanished worker is the
+        # sweeper's job, not this (docs/decisions/0004-stuck-job-recovery.md).
         "broker_transport_options": {"visibility_timeout": settings.job_visibility_timeout_seconds},
         # A broker that is down fails the request quickly instead of hanging it.
         "task_publish_retry_policy": {
@@ -73,6 +81,7 @@ def init_app(app: Flask, settings: Settings) -> Celery:
     celery.conf.update(celery_config(settings))
     _register_tasks(celery, app, settings)
     app.extensions[EXTENSION] = celery
+    metrics.init_app(app)
     return celery
 
 
@@ -88,8 +97,14 @@ def is_eager(app: Flask | None = None) -> bool:
 def enqueue_generation(job_id: uuid.UUID) -> None:
     """Send a generation job to the broker (or run it now, when eager), with the request id."""
     request_id = current_request_id() or structlog.contextvars.get_contextvars().get("request_id")
-    headers = {REQUEST_ID_HEADER: str(request_id)} if request_id else {}
-    get_celery().tasks[GENERATE_ITEMS_TASK].apply_async(args=(str(job_id),), headers=headers)
+    send_generation(get_celery(), job_id, str(request_id) if request_id else None)
+
+
+def send_generation(celery: Celery, job_id: uuid.UUID, request_id: str | None) -> None:
+    """Publish (or, eager, run) one delivery of a generation job; `request_id` travels as a
+    header so the run's log lines carry it."""
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
+    celery.tasks[GENERATE_ITEMS_TASK].apply_async(args=(str(job_id),), headers=headers)
 
 
 def task_request_id(task: Task[Any, Any]) -> str | None:

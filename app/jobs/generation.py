@@ -4,10 +4,16 @@ A run has three short transactions and no lock held while the model thinks:
 
 1. `claim`: lock the job row; a finished job, or one another worker is running within its
    deadline, is left alone; otherwise it becomes `running` with `attempts + 1` and a deadline.
+   A job still `running` past its deadline lost its worker: this delivery takes it over, or
+   ends it `dead` when the lost run was its last attempt (so a job that kills its worker every
+   time stops after `max_attempts` runs instead of looping).
 2. the skill's material from storage and the provider call, outside any transaction;
 3. `succeed` or `fail`: lock the row again and write only if this run still owns it (same
    status and attempt number). The items and `succeeded` commit together, so a redelivered
    or re-queued job creates its items exactly once.
+
+`attempts` counts every run that started (re-queues never reset it); `last_error` holds a safe
+summary (app/jobs/errors.py) and the log the detail.
 """
 
 from __future__ import annotations
@@ -25,17 +31,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.ai import AIProviderError, GeneratedItems, ItemDraft, Provider, SkillBrief
+from app.ai import metrics as ai_metrics
 from app.ai.errors import AIConfigurationError, ProviderRequestError
 from app.ai.runtime import log_usage
 from app.content.models import Item, ItemKind, ItemOrigin, ItemStatus, Skill
 from app.content.schemas import ChoiceIn, ItemIn
 from app.db import utcnow
+from app.jobs import metrics
+from app.jobs.errors import (
+    MAX_ERROR,
+    WORKER_LOST_NO_ATTEMPT_LEFT,
+    WORKER_LOST_TAKEN_OVER,
+    NoValidItemsError,
+    PermanentJobError,
+    summary,
+)
 from app.jobs.models import Job, JobStatus
-from app.observability import metrics
 
 logger = logging.getLogger(__name__)
 
-MAX_ERROR = 2000
 OPERATION = "generate_items"  # the AI operation a generation job calls
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 600.0
@@ -43,10 +57,6 @@ BACKOFF_MAX_SECONDS = 600.0
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (ProviderRequestError, AIConfigurationError)
 
 MaterialLoader = Callable[[Session, uuid.UUID], str]
-
-
-class PermanentJobError(Exception):
-    """The job cannot succeed as asked (e.g. its skill was deleted)."""
 
 
 @dataclass(frozen=True)
@@ -88,17 +98,29 @@ def claim(
         session.rollback()
         logger.info("job.running_elsewhere job_id=%s deadline=%s", job_id, deadline.isoformat())
         return Outcome(status=JobStatus.RUNNING, defer_to=deadline)
+    kind = job.kind.value
     if job.status is JobStatus.RUNNING:
+        # Its run vanished (worker killed or hung past the deadline): this delivery takes over,
+        # unless that run was the last one the budget allows.
         logger.warning(
-            "job.taking_over job_id=%s attempt=%d (past its deadline)", job_id, job.attempts
+            "job.worker_lost job_id=%s attempt=%d/%d (running past its deadline)",
+            job_id,
+            job.attempts,
+            job.max_attempts,
         )
+        if job.attempts >= job.max_attempts:
+            _finish(job, JobStatus.DEAD, WORKER_LOST_NO_ATTEMPT_LEFT, now)
+            session.commit()
+            metrics.record_job_transition(kind, JobStatus.DEAD)
+            logger.error("job.dead job_id=%s: no attempt left after a lost worker", job_id)
+            return Outcome(status=JobStatus.DEAD)
+        job.last_error = WORKER_LOST_TAKEN_OVER
     skill = session.get(Skill, job.skill_id) if job.skill_id else None
     job.attempts += 1
     job.started_at = now
     job.finished_at = None
     if skill is None:
-        _finish(job, JobStatus.FAILED, "PermanentJobError: the skill no longer exists", now)
-        kind = job.kind.value
+        _finish(job, JobStatus.FAILED, "the skill no longer exists", now)
         session.commit()
         metrics.record_job_transition(kind, JobStatus.FAILED)
         return Outcome(status=JobStatus.FAILED)
@@ -107,7 +129,6 @@ def claim(
     count = int(job.params.get("count", 5))
     brief = SkillBrief(skill_id=str(skill.id), name=skill.name, description=skill.description)
     result = Claim(job_id=job.id, attempt=job.attempts, skill=brief, skill_id=skill.id, count=count)
-    kind = job.kind.value
     session.commit()
     metrics.record_job_transition(kind, JobStatus.RUNNING)
     logger.info("job.running job_id=%s attempt=%d", job_id, result.attempt)
@@ -186,7 +207,7 @@ def succeed(session: Session, held: Claim, generated: GeneratedItems) -> Outcome
         )
     if not items:
         session.rollback()
-        return fail(session, held, AIProviderError("the model returned no valid item"))
+        return fail(session, held, NoValidItemsError("the model returned no valid item"))
     session.add_all(items)
     session.flush()
     job.result = {
@@ -217,7 +238,10 @@ def fail(
     job = _owned(session, held)
     if job is None:
         return Outcome(status=None)
-    message = f"{type(error).__name__}: {error}"
+    # The row gets a safe summary; the detail (which may quote the provider) goes to the log,
+    # whose lines carry the job id and the request id.
+    message = summary(error)
+    detail = f"{type(error).__name__}: {error}"
     now = utcnow()
     kind = job.kind.value
     if isinstance(error, (*PERMANENT_ERRORS, PermanentJobError)):
@@ -234,13 +258,13 @@ def fail(
             held.job_id,
             held.attempt,
             delay,
-            message,
+            detail,
         )
         return Outcome(status=JobStatus.QUEUED, retry_in=delay)
     status = job.status
     session.commit()
     metrics.record_job_transition(kind, status)
-    logger.error("job.%s job_id=%s attempt=%d error=%s", status, held.job_id, held.attempt, message)
+    logger.error("job.%s job_id=%s attempt=%d error=%s", status, held.job_id, held.attempt, detail)
     return Outcome(status=status)
 
 
@@ -265,10 +289,10 @@ def run(
             generated = provider.generate_items(brief, held.count)
         except AIProviderError as error:
             seconds = time.perf_counter() - started
-            metrics.record_ai_call(OPERATION, provider.name, seconds, error=error)
+            ai_metrics.record_ai_call(OPERATION, provider.name, seconds, error=error)
             raise
         seconds = time.perf_counter() - started
-        metrics.record_ai_call(OPERATION, provider.name, seconds, usage=generated.usage)
+        ai_metrics.record_ai_call(OPERATION, provider.name, seconds, usage=generated.usage)
         log_usage(generated, job_id=str(held.job_id))
     except AIProviderError as error:
         return fail(session, held, error)

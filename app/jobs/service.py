@@ -12,20 +12,23 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from flask import current_app
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit.service import record as audit_record
 from app.auth.models import Role, User
+from app.config import Settings
 from app.content.models import Skill
 from app.content.service import get_skill, require_editor
 from app.db import utcnow
 from app.errors import Conflict, NotFound, ProblemError
+from app.jobs import metrics
 from app.jobs.celery_app import enqueue_generation
+from app.jobs.errors import requeued_by
 from app.jobs.models import Job, JobKind, JobStatus
 from app.jobs.schemas import GenerationJobIn, JobsQuery
-from app.observability import metrics
 from app.observability.request_id import current_request_id
 from app.pagination import paginate
 
@@ -140,11 +143,20 @@ def is_stuck(job: Job, now: datetime | None = None) -> bool:
     )
 
 
-def requeue(session: Session, job_id: uuid.UUID, actor: User | None, reason: str, via: str) -> Job:
+def requeue(
+    session: Session,
+    job_id: uuid.UUID,
+    actor: User | None,
+    reason: str,
+    via: str,
+    budget: int | None = None,
+) -> Job:
     """Put a stuck, failed or dead job back in the queue with a fresh attempt budget.
 
-    Queued jobs and jobs running within their deadline are refused (409): the first would be
-    queued twice, the second may still finish.
+    `attempts` keeps counting every run (it is never reset); the fresh budget raises
+    `max_attempts` to `attempts + budget` (default: the settings' JOB_MAX_ATTEMPTS), so the job
+    may run `budget` more times. Queued jobs and jobs running within their deadline are refused
+    (409): the first would be queued twice, the second may still finish.
     """
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
@@ -155,21 +167,32 @@ def requeue(session: Session, job_id: uuid.UUID, actor: User | None, reason: str
             f"A {job.status.value} job is not re-queued (only stuck, failed or dead ones).",
             slug="job-not-retryable",
         )
-    previous = job.status
+    if budget is None:
+        settings: Settings = current_app.extensions["mastery.settings"]
+        budget = settings.job_max_attempts
+    previous, previous_error = job.status, job.last_error
     job.status = JobStatus.QUEUED
-    job.attempts = 0
+    job.max_attempts = job.attempts + budget
     job.deadline_at = None
     job.finished_at = None
-    job.last_error = f"re-queued ({reason}) from {previous.value}; last error: {job.last_error}"[
-        :2000
-    ]
+    # An admin is named by display name (instructors read this); an operator at a shell is not
+    # a platform user.
+    who = f"{actor.display_name} (admin)" if actor is not None else "an operator"
+    job.last_error = requeued_by(who, "stuck" if previous is JobStatus.RUNNING else previous.value)
     audit_record(
         session,
         "job.requeued",
         actor_id=actor.id if actor else None,
         target_type="job",
         target_id=str(job.id),
-        details={"from": previous.value, "reason": reason, "via": via},
+        details={
+            "from": previous.value,
+            "reason": reason,
+            "via": via,
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "last_error": previous_error,
+        },
     )
     job_id = job.id
     kind = job.kind.value

@@ -2,8 +2,10 @@
 rule-based scorer here answers whenever the provider cannot (`graded_by: "fallback"`), so the
 rules are deliberately simple and explainable.
 
-Whatever graded it, feedback never reveals the reference answer: a learner sees items again in
-later sessions. A model's feedback that contains the whole reference answer is replaced.
+Whatever graded it, feedback never reveals the answer key: a learner sees items again in later
+sessions, and feedback that named a missing word of it turned grading into an oracle (issue 17).
+Feedback that contains any keyword of the reference answer or the rubric that the learner did
+not write is replaced by a fixed sentence, and feedback is capped at `FEEDBACK_MAX_CHARS`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.ai import AIProviderError, GradingRequest, Provider
+from app.ai import metrics as ai_metrics
 from app.ai.runtime import log_usage
-from app.observability import metrics
+from app.ai.text import STOPWORDS
 
 CORRECT_AT = 0.8
 OPERATION_GRADE = "grade_short_answer"
@@ -29,6 +32,9 @@ GUARDED_FEEDBACK = {
     True: "Correct: your answer covers what the question asks.",
     False: "Not quite: your answer misses part of what the question asks.",
 }
+# When even the guarded sentence would name a keyword of the key ("question", "answer"...).
+BARE_FEEDBACK = {True: "\u2713", False: "\u2717"}
+FEEDBACK_MAX_CHARS = 400
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +90,8 @@ def grade_short_answer(
         result = provider.grade_short_answer(request)
     except AIProviderError as error:
         seconds = time.perf_counter() - started
-        metrics.record_ai_call(OPERATION_GRADE, provider.name, seconds, error=error)
-        metrics.record_ai_fallback(OPERATION_GRADE, provider.name)
+        ai_metrics.record_ai_call(OPERATION_GRADE, provider.name, seconds, error=error)
+        ai_metrics.record_ai_fallback(OPERATION_GRADE, provider.name)
         # The class only: a provider's error text may quote what it was sent.
         logger.warning(
             "ai.grade_fallback provider=%s error=%s item_id=%s",
@@ -93,19 +99,48 @@ def grade_short_answer(
             type(error).__name__,
             request.item_id,
         )
-        return score_short_answer(request.reference_answer, request.response)
+        fallback = score_short_answer(request.reference_answer, request.response)
+        feedback = safe_feedback(fallback.feedback, fallback.correct, request, FALLBACK)
+        return Grade(fallback.correct, fallback.score, feedback, FALLBACK)
     seconds = time.perf_counter() - started
-    metrics.record_ai_call(OPERATION_GRADE, provider.name, seconds, usage=result.usage)
+    ai_metrics.record_ai_call(OPERATION_GRADE, provider.name, seconds, usage=result.usage)
     log_usage(result, item_id=request.item_id, **ids)
-    feedback = result.feedback
-    if reveals(feedback, request.reference_answer):
-        logger.warning(
-            "ai.feedback_replaced provider=%s reason=reveals-answer item_id=%s",
-            result.provider,
-            request.item_id,
-        )
-        feedback = GUARDED_FEEDBACK[result.correct]
+    feedback = safe_feedback(result.feedback, result.correct, request, result.provider)
     return Grade(result.correct, result.score, feedback, result.provider)
+
+
+def safe_feedback(feedback: str, correct: bool, request: GradingRequest, graded_by: str) -> str:
+    """`feedback` capped in length, or a fixed sentence when it names a keyword of the
+    reference answer or the rubric that the learner's response does not contain."""
+    if len(feedback) > FEEDBACK_MAX_CHARS:
+        feedback = feedback[: FEEDBACK_MAX_CHARS - 1].rsplit(" ", 1)[0] + "\u2026"
+    if not unwritten_keywords(feedback, request):
+        return feedback
+    logger.warning(
+        "ai.feedback_replaced provider=%s reason=reveals-answer item_id=%s",
+        graded_by,
+        request.item_id,
+    )
+    guarded = GUARDED_FEEDBACK[correct]
+    return BARE_FEEDBACK[correct] if unwritten_keywords(guarded, request) else guarded
+
+
+def unwritten_keywords(text: str, request: GradingRequest) -> set[str]:
+    """Keywords of the answer key (reference answer and rubric) in `text` that the learner's
+    response does not contain. Compared as normalised tokens: case, accents, punctuation,
+    spacing and a plural `s` make no difference; stopwords are not keywords."""
+    key = _keywords(" ".join([request.reference_answer, *request.rubric]))
+    return _keywords(text) & (key - _keywords(request.response))
+
+
+def _keywords(text: str) -> set[str]:
+    return {_singular(token) for token in _normalised(text).split() if token not in STOPWORDS}
+
+
+def _singular(token: str) -> str:
+    return (
+        token[:-1] if len(token) > 3 and token.endswith("s") and not token.endswith("ss") else token
+    )
 
 
 def reveals(text: str, secret: str) -> bool:

@@ -27,6 +27,7 @@ from app.adaptive.irt import probability
 from app.adaptive.mastery import MasteryRule
 from app.adaptive.selection import ItemBank, select_item
 from app.ai import AIProviderError, GradingRequest, HintRequest, Provider
+from app.ai import metrics as ai_metrics
 from app.ai.offline import OfflineProvider
 from app.ai.runtime import log_usage
 from app.auth.models import User
@@ -448,17 +449,17 @@ def give_hint(provider: Provider, request: HintRequest, **ids: uuid.UUID | str) 
     try:
         hint = provider.hint(request)
     except AIProviderError as error:
-        metrics.record_ai_call("hint", provider.name, time.perf_counter() - started, error=error)
+        ai_metrics.record_ai_call("hint", provider.name, time.perf_counter() - started, error=error)
         reason = type(error).__name__
     else:
-        metrics.record_ai_call(
+        ai_metrics.record_ai_call(
             "hint", provider.name, time.perf_counter() - started, usage=hint.usage
         )
         log_usage(hint, item_id=request.item_id, **ids)
         if not reveals(hint.hint, request.reference_answer):
             return hint.hint, hint.provider
         reason = "reveals-answer"
-    metrics.record_ai_fallback("hint", provider.name)
+    ai_metrics.record_ai_fallback("hint", provider.name)
     logger.warning(
         "ai.hint_fallback provider=%s reason=%s item_id=%s",
         provider.name,

@@ -17,6 +17,7 @@ import logging
 from flask import Flask, Response, request
 
 from app.config import Settings
+from app.errors import problem_response
 
 HEADER = "X-Drill-Token"
 SLUG = "alert-drill"
@@ -50,8 +51,6 @@ def init_app(app: Flask, settings: Settings) -> None:
         offered = request.headers.get(HEADER)
         if offered is None or not hmac.compare_digest(offered.encode(), expected):
             return None
-        from app.errors import problem_response
-
         logger.warning(
             "alert drill: answering 500 on purpose",
             extra={"event": "drill.failure"},

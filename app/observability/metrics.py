@@ -1,4 +1,10 @@
-"""Prometheus metrics: every metric the platform exposes, the hooks that feed them and `/metrics`.
+"""Prometheus metrics: the platform-wide ones (HTTP, adaptive engine, auth, database, rate
+limits), the registry that capabilities plug their own into, and `/metrics`.
+
+This layer imports no capability. A capability that owns metrics (app/ai/metrics.py,
+app/jobs/metrics.py) defines them in its own package and, from its `init_app`, registers with
+`register_collector` whatever must be read at scrape time (rows, a provider's circuit), so the
+dependency points from the capability to observability and never back.
 
 The names and labels are a contract (ops/prometheus/ writes rules against them); docs/
 observability.md ("Metrics") describes each one. Label values come from small fixed sets
@@ -22,7 +28,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from apiflask import APIBlueprint
@@ -38,17 +44,19 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
+from prometheus_client.registry import Collector
+from sqlalchemy import event
 from sqlalchemy.pool import Pool
+
+from app.db import get_database, get_session
+from app.errors import problem_response
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-    from app.ai.models import Usage
     from app.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +66,7 @@ METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"
 OTHER_METHOD = "other"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
+EXTENSION = "mastery.metrics"
 
 # `_created` series double the exposition for nothing the rules use (multiprocess mode has none).
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -75,31 +83,6 @@ HTTP_DURATION = Histogram(
     "Time from the first before_request hook to the response, by method, route and status.",
     ["method", "route", "status"],
     buckets=HTTP_BUCKETS,
-)
-
-# --- AI -----------------------------------------------------------------------------------------
-AI_CALLS = Counter(
-    "mastery_ai_calls_total",
-    "AI operations by outcome: success, error, circuit_open or invalid_output once per call; "
-    "fallback in addition when the caller answered with its rule-based fallback instead.",
-    ["operation", "provider", "outcome"],
-)
-AI_DURATION = Histogram(
-    "mastery_ai_call_duration_seconds",
-    "Wall time of one AI operation, retries and repair included (successes and failures).",
-    ["operation", "provider"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0),
-)
-AI_CIRCUIT = Gauge(
-    "mastery_ai_circuit_state",
-    "Circuit breaker state as of the last call: 0 closed, 1 half_open, 2 open (worst worker).",
-    ["provider"],
-    multiprocess_mode="livemax",
-)
-AI_TOKENS = Counter(
-    "mastery_ai_tokens_total",
-    "Tokens the provider reported for successful operations, by kind (prompt, completion).",
-    ["operation", "provider", "kind"],
 )
 
 # --- adaptive engine ------------------------------------------------------------------------------
@@ -127,13 +110,6 @@ ADAPTIVE_BRIER = Summary(
 ADAPTIVE_LOG_LOSS = Summary(
     "mastery_adaptive_log_loss",
     "-(y ln p + (1 - y) ln(1 - p)) per attempt, p and y as for the Brier score.",
-)
-
-# --- jobs ---------------------------------------------------------------------------------------
-JOBS = Counter(
-    "mastery_jobs_total",
-    "Job transitions into a status (queued, running, succeeded, failed, dead), by kind.",
-    ["kind", "status"],
 )
 
 # --- auth ---------------------------------------------------------------------------------------
@@ -193,43 +169,6 @@ def multiprocess_dir() -> str | None:
 # --- hooks called where the events happen ---------------------------------------------------------
 
 
-def ai_outcome(error: BaseException | None) -> str:
-    """success | circuit_open | invalid_output | error (every other provider failure)."""
-    if error is None:
-        return "success"
-    from app.ai.errors import CircuitOpenError, InvalidOutputError
-
-    if isinstance(error, CircuitOpenError):
-        return "circuit_open"
-    if isinstance(error, InvalidOutputError):
-        return "invalid_output"
-    return "error"
-
-
-def record_ai_call(
-    operation: str,
-    provider: str,
-    seconds: float,
-    error: BaseException | None = None,
-    usage: Usage | None = None,
-) -> None:
-    """Count one AI operation (one provider method call, retries and repair included)."""
-    AI_CALLS.labels(operation, provider, ai_outcome(error)).inc()
-    AI_DURATION.labels(operation, provider).observe(seconds)
-    if usage is not None:
-        AI_TOKENS.labels(operation, provider, "prompt").inc(usage.prompt_tokens)
-        AI_TOKENS.labels(operation, provider, "completion").inc(usage.completion_tokens)
-
-
-def record_ai_fallback(operation: str, provider: str) -> None:
-    """The caller answered with its rule-based fallback instead of `provider`'s answer."""
-    AI_CALLS.labels(operation, provider, "fallback").inc()
-
-
-def set_circuit_state(provider: str, state: str) -> None:
-    AI_CIRCUIT.labels(provider).set(CIRCUIT_STATES.get(state, 0))
-
-
 def observe_selection(seconds: float) -> None:
     ADAPTIVE_SELECTION.observe(seconds)
 
@@ -243,10 +182,6 @@ def record_prediction(probability: float, correct: bool, se_after: float) -> Non
     ADAPTIVE_BRIER.observe((p - outcome) ** 2)
     ADAPTIVE_LOG_LOSS.observe(-(outcome * math.log(p) + (1.0 - outcome) * math.log(1.0 - p)))
     ADAPTIVE_SE.observe(se_after)
-
-
-def record_job_transition(kind: str, status: str) -> None:
-    JOBS.labels(kind, status).inc()
 
 
 def record_login_failure(reason: str) -> None:
@@ -274,55 +209,37 @@ def observe_pool(pool: Pool) -> None:
     DB_POOL.labels("overflow").set(overflow)
 
 
-# --- the jobs collector ---------------------------------------------------------------------------
+# --- what capabilities register -----------------------------------------------------------------
+
+# Built for one scrape from the scrape's database session (e.g. gauges read from job rows).
+CollectorFactory = Callable[["Session"], Collector]
+# Runs before each scrape, in the application context (e.g. sample a circuit breaker's state).
+ScrapeHook = Callable[[], None]
 
 
-class JobsQueueCollector:
-    """`mastery_jobs_queued{kind}` and `mastery_jobs_oldest_queued_age_seconds{kind}` from the
-    job rows at scrape time (the row is the truth, whichever worker answers the scrape).
+class ScrapeSources:
+    """What one application's capabilities registered for its scrapes."""
 
-    One grouped query over `status = 'queued'` (the status-leading index serves it). A queued
-    row's `updated_at` is when it entered `queued` (created, retried or re-queued). On a
-    database error the samples are left out and the error logged: a scrape never fails for it.
-    """
+    def __init__(self) -> None:
+        self.collectors: list[CollectorFactory] = []
+        self.hooks: list[ScrapeHook] = []
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
 
-    def collect(self) -> Iterator[Metric]:
-        from app.db import utcnow
-        from app.jobs.models import Job, JobKind, JobStatus
+def scrape_sources(app: Flask) -> ScrapeSources:
+    """The sources registered with `app` (created on first use)."""
+    sources: ScrapeSources = app.extensions.setdefault(EXTENSION, ScrapeSources())
+    return sources
 
-        try:
-            rows = self.session.execute(
-                select(Job.kind, func.count(), func.min(Job.updated_at))
-                .where(Job.status == JobStatus.QUEUED)
-                .group_by(Job.kind)
-            ).all()
-        except SQLAlchemyError as error:
-            logger.warning("metrics.jobs_query_failed error=%s", type(error).__name__)
-            self.session.rollback()
-            return
-        self.session.rollback()
-        queued = GaugeMetricFamily(
-            "mastery_jobs_queued",
-            "Jobs in status queued, by kind (from the job rows).",
-            labels=["kind"],
-        )
-        oldest = GaugeMetricFamily(
-            "mastery_jobs_oldest_queued_age_seconds",
-            "Seconds since the longest-waiting queued job entered queued (0 when none), by kind.",
-            labels=["kind"],
-        )
-        found = {kind: (count, since) for kind, count, since in rows}
-        now = utcnow()
-        for kind in JobKind:
-            count, since = found.get(kind, (0, None))
-            queued.add_metric([kind.value], float(count))
-            age = max((now - since).total_seconds(), 0.0) if since is not None else 0.0
-            oldest.add_metric([kind.value], age)
-        yield queued
-        yield oldest
+
+def register_collector(app: Flask, factory: CollectorFactory) -> None:
+    """Serve `factory(session)`'s samples on every scrape of `app`'s `/metrics`. A collector that
+    reads the database must leave its samples out, not raise, when the database fails."""
+    scrape_sources(app).collectors.append(factory)
+
+
+def register_scrape_hook(app: Flask, hook: ScrapeHook) -> None:
+    """Call `hook()` before every scrape of `app`'s `/metrics` (inside its app context)."""
+    scrape_sources(app).hooks.append(hook)
 
 
 class _DefaultRegistry:
@@ -338,22 +255,26 @@ class _DefaultRegistry:
 bp = APIBlueprint("metrics", __name__, enable_openapi=False)
 
 
+def bearer_matches(authorization: str, token: str) -> bool:
+    """Does an `Authorization` header carry `Bearer <token>`? (constant-time comparison; the
+    web `/metrics` and the worker's endpoint share it.)"""
+    scheme, _, offered = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        offered.strip().encode(), token.encode()
+    )
+
+
 def _authorised(settings: Settings) -> bool:
     token = settings.metrics_token
     if token is None:
         return not settings.is_hardened
-    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    return scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), expected)
+    return bearer_matches(request.headers.get("Authorization", ""), token.get_secret_value())
 
 
-def exposition(session: Session, engine: Engine | None = None) -> bytes:
+def exposition(session: Session, sources: ScrapeSources, engine: Engine | None = None) -> bytes:
     """The text exposition of every metric, built fresh for one scrape."""
-    from app.ai.runtime import ai_providers
-
-    providers = ai_providers()
-    if providers.breaker is not None:
-        set_circuit_state(providers.interactive.name, providers.breaker.state)
+    for hook in sources.hooks:
+        hook()
     if engine is not None:
         observe_pool(engine.pool)
     registry = CollectorRegistry(auto_describe=False)
@@ -361,7 +282,8 @@ def exposition(session: Session, engine: Engine | None = None) -> bytes:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_DefaultRegistry())
-    registry.register(JobsQueueCollector(session))
+    for factory in sources.collectors:
+        registry.register(factory(session))
     return generate_latest(registry)
 
 
@@ -369,9 +291,6 @@ def exposition(session: Session, engine: Engine | None = None) -> bytes:
 @bp.doc(hide=True)
 def metrics() -> Any:
     """Prometheus text exposition (not part of the API description)."""
-    from app.db import get_database, get_session
-    from app.errors import problem_response
-
     settings: Settings = current_app.extensions["mastery.settings"]
     if not _authorised(settings):
         return problem_response(
@@ -380,7 +299,7 @@ def metrics() -> Any:
             slug="metrics-token-required",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    body = exposition(get_session(), get_database(current_app).engine)
+    body = exposition(get_session(), scrape_sources(current_app), get_database(current_app).engine)
     return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -415,11 +334,10 @@ def init_app(app: Flask) -> None:
     # Teardown functions run in reverse order: registered before the database's, this one
     # samples the pool after the request's connection went back to it.
     app.teardown_appcontext(_sample_pool)
+    scrape_sources(app)
     app.register_blueprint(bp)
 
 
 def init_engine(engine: Engine) -> None:
     """Sample the engine's pool on every checkout (the peak a request sees)."""
-    from sqlalchemy import event
-
     event.listen(engine.pool, "checkout", lambda *_args: observe_pool(engine.pool))

@@ -4,7 +4,7 @@
 the app with create_app) both report; it initialises the SDK once per process and DSN (tests
 build many apps). Events carry `environment` (APP_ENV), `release` (`mastery@<version>`), a
 `request_id` tag and a user context of id and role only. Default PII is off (see `init_sentry`),
-the SDK's own EventScrubber runs, and
+stack frames carry no local variables, the SDK's own EventScrubber runs, and
 `scrub_event` runs last on every event and breadcrumb: it drops the Authorization, Cookie and
 Set-Cookie headers, replaces the value of every token, password, API key or secret key found
 anywhere (request body, extra, contexts, breadcrumbs, frame variables), and masks e-mail
@@ -25,6 +25,7 @@ from sentry_sdk.integrations.flask import FlaskIntegration
 from sentry_sdk.types import Event, Hint
 
 from app.config import Settings
+from app.observability.logging import authenticated_user
 from app.observability.request_id import current_request_id
 
 FILTERED = "[Filtered]"
@@ -106,8 +107,6 @@ def _request_id() -> str | None:
 def _user() -> dict[str, object] | None:
     if not has_request_context():
         return None
-    from app.observability.logging import authenticated_user
-
     user_id, role = authenticated_user()
     if user_id is None:
         return None
@@ -151,7 +150,10 @@ def init_sentry(settings: Settings, release: str) -> bool:
         # No `send_default_pii`: unset is False (no IP address, cookies or user identity from
         # the integrations), and sentry-sdk 2.75 deprecates passing it. `data_collection` is
         # not passed either: passing it turns off the SDK's own EventScrubber.
-        include_local_variables=True,
+        # No frame variables: the scrubber knows names, not values, and a frame's locals can
+        # hold a decrypted signing key (`cached` in Keyring.verification_secret), a provider
+        # key or an answer key under any name. A stack trace without them is still a trace.
+        include_local_variables=False,
         max_request_body_size="medium",
         traces_sample_rate=settings.sentry_traces_sample_rate,
         integrations=[FlaskIntegration(), CeleryIntegration()],

@@ -16,6 +16,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from app.backup import service
+from app.backup.crypto import ArtifactCipher, load_cipher
 from app.backup.errors import BackupError
 from app.backup.store import BackupStore, LocalBackupStore, open_store
 from app.config import Settings
@@ -35,7 +36,18 @@ def _settings() -> Settings:
 
 
 def _store(url: str | None) -> BackupStore:
-    return open_store(url if url is not None else _settings().backup_url)
+    settings = _settings()
+    return open_store(
+        url if url is not None else settings.backup_url,
+        sse=settings.backup_s3_sse,
+        kms_key_id=settings.backup_s3_kms_key_id,
+    )
+
+
+def _cipher() -> ArtifactCipher | None:
+    """BACKUP_ENCRYPTION_KEY as a cipher (None when unset); BackupError when malformed."""
+    key = _settings().backup_encryption_key
+    return load_cipher(key.get_secret_value() if key is not None else None)
 
 
 def _progress(message: str) -> None:
@@ -76,6 +88,7 @@ def create(url: str | None, keep: int | None) -> None:
             keep=keep if keep is not None else settings.backup_keep,
             exclude=exclude,
             log=_progress,
+            cipher=_cipher(),
         )
     manifest = result.manifest
     click.echo(manifest.id)
@@ -92,7 +105,8 @@ def create(url: str | None, keep: int | None) -> None:
 @backup_cli.command("list")
 @click.option("--from", "url", help=LOCATION_HELP)
 def list_command(url: str | None) -> None:
-    """Complete backups, oldest first: id, time, size, migration revision."""
+    """Complete backups, oldest first: id, time, size, migration revision, and the key id of
+    the encrypted ones."""
     with _failures():
         manifests = service.list_backups(_store(url))
     if not manifests:
@@ -104,6 +118,7 @@ def list_command(url: str | None) -> None:
             f"{manifest.id:<28} {manifest.created_at:%Y-%m-%d %H:%M:%S} "
             f"{_megabytes(manifest.size):>11}  {manifest.migration_revision or '-':<8}  "
             f"{manifest.app_version}"
+            + (f"  encrypted, key id {manifest.encryption.key_id}" if manifest.encryption else "")
         )
 
 
@@ -114,7 +129,7 @@ def verify(backup_id: str, url: str | None) -> None:
     """Re-check the size and sha256 of every artifact of BACKUP_ID against its manifest."""
     started = time.perf_counter()
     with _failures():
-        service.verify_backup(_store(url), backup_id, log=_progress)
+        service.verify_backup(_store(url), backup_id, log=_progress, cipher=_cipher())
     click.echo(f"backup {backup_id} verified in {time.perf_counter() - started:.2f} s")
 
 
@@ -152,7 +167,13 @@ def restore(
     storage = _target_storage(target_storage_url)
     with _failures():
         result = service.restore_backup(
-            _store(url), backup_id, target_url, storage, force=force, log=_progress
+            _store(url),
+            backup_id,
+            target_url,
+            storage,
+            force=force,
+            log=_progress,
+            cipher=_cipher(),
         )
     elapsed = time.perf_counter() - started
     phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.seconds.items())

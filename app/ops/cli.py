@@ -12,7 +12,9 @@ import click
 from alembic import command
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.service import record as audit_record
 from app.auth import passwords
@@ -23,13 +25,15 @@ from app.config import Settings
 from app.db import get_session, utcnow
 from app.errors import ProblemError
 from app.jobs import service as jobs
+from app.jobs import sweeper
+from app.jobs.celery_app import get_celery, is_eager, send_generation
 from app.migrations import alembic_config
 from app.ops import anonymize_cli, backup_cli, load_data
 
 db_cli = AppGroup("db", help="Database schema migrations (Alembic).")
 seed_cli = AppGroup("seed", help="Load data into the database.")
 keys_cli = AppGroup("keys", help="JWT signing keys.")
-jobs_cli = AppGroup("jobs", help="Background jobs: find and re-queue stuck ones.")
+jobs_cli = AppGroup("jobs", help="Background jobs: find, sweep and re-queue stuck ones.")
 alerts_cli = AppGroup("alerts", help="Alerting: the live alert drill.")
 users_cli = AppGroup("users", help="Accounts operators manage outside the API.")
 
@@ -185,6 +189,31 @@ def jobs_requeue(job_id: uuid.UUID | None, all_stuck: bool) -> None:
         click.echo("no stuck jobs")
     if failures:
         raise SystemExit(1)
+
+
+@jobs_cli.command("sweep")
+def jobs_sweep() -> None:
+    """Run one pass of the sweeper every worker runs: re-queue each running job past its
+    deadline (or end it `dead` when its lost run was its last attempt), audited."""
+    celery = get_celery()
+    try:
+        swept = sweeper.sweep(
+            get_session(),
+            lambda job_id, request_id: send_generation(celery, job_id, request_id),
+            eager=is_eager(),
+            strict=True,
+        )
+    except (KombuOperationalError, OSError, SQLAlchemyError) as error:
+        raise click.ClickException(
+            f"nothing swept: the broker or the database is unavailable ({type(error).__name__})"
+        ) from error
+    if not swept:
+        click.echo("nothing to sweep")
+    for done in swept:
+        click.echo(
+            f"{done.job_id}: {done.outcome} by the sweeper "
+            f"(attempts {done.attempts} of {done.max_attempts})"
+        )
 
 
 @alerts_cli.command("drill", context_settings={"ignore_unknown_options": True})

@@ -3,9 +3,10 @@
 Every request that is not exempt counts against `RATELIMIT_DEFAULT` per client address (one
 bucket across all routes). The routes in the table count, in addition, against their own
 limits, keyed by the client address (login, register, refresh), by the e-mail address a login
-targets, or by the authenticated user (the AI-backed routes). All limits are checked in
-`before_request`, before body validation and authentication, so malformed or unauthenticated
-requests count too.
+targets (alone, and together with the client address), or by the authenticated user (the
+AI-backed routes). All limits are checked in `before_request`, before body validation and
+authentication, so malformed or unauthenticated requests count too; login's limits count only
+the attempts that fail (401), deducted once the answer is known.
 
 Answers: `429` problem+json with `Retry-After`; `RateLimit-Limit`, `RateLimit-Remaining` and
 `RateLimit-Reset` (delta seconds) on every response of a limited route, successes included.
@@ -69,6 +70,7 @@ class Key(Enum):
     CLIENT = "client"  # the client address (after ProxyFix); IPv6 by /64
     USER = "user"  # the user of a valid access token; the client address without one
     ACCOUNT = "account"  # the e-mail address a login targets (keyed by an HMAC of it)
+    ACCOUNT_CLIENT = "account-client"  # that e-mail address from one client address
 
 
 class OnStorageDown(Enum):
@@ -82,6 +84,9 @@ class OnStorageDown(Enum):
 class RouteLimits:
     limits: Mapping[Key, str]
     on_storage_down: OnStorageDown = OnStorageDown.OPEN
+    # Statuses that count against the limits; empty = every request counts. Counting only
+    # failures lets the owner of an account log in however often others fail at it.
+    counted_statuses: frozenset[int] = frozenset()
 
 
 def route_limits(settings: Settings) -> dict[str, RouteLimits]:
@@ -89,9 +94,17 @@ def route_limits(settings: Settings) -> dict[str, RouteLimits]:
     and fail open."""
     closed = OnStorageDown.CLOSED
     return {
+        # Failed logins only (a success needs the password), per client, per account from one
+        # client (an attacker's failures never block the owner's address) and per account from
+        # all of them (the bound on guesses at one account, however many addresses guess).
         "auth.login": RouteLimits(
-            {Key.CLIENT: settings.ratelimit_login, Key.ACCOUNT: settings.ratelimit_login_account},
+            {
+                Key.CLIENT: settings.ratelimit_login,
+                Key.ACCOUNT_CLIENT: settings.ratelimit_login_account_client,
+                Key.ACCOUNT: settings.ratelimit_login_account,
+            },
             closed,
+            counted_statuses=frozenset({401}),
         ),
         "auth.register": RouteLimits({Key.CLIENT: settings.ratelimit_register}, closed),
         "auth.refresh": RouteLimits({Key.CLIENT: settings.ratelimit_refresh}, closed),
@@ -185,6 +198,10 @@ def account_key() -> str:
     return _login_account() or ""
 
 
+def account_client_key() -> str:
+    return f"{account_key()}:{client_key()}"
+
+
 def _no_login_account() -> bool:
     return _login_account() is None
 
@@ -197,17 +214,32 @@ def is_exempt() -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in EXEMPT_PATHS)
 
 
-def _route_limit(table: Mapping[str, RouteLimits], key: Key) -> Callable[[], str]:
-    """The limit string of `key` for the current request's route ("" = none)."""
+def _route_limit(
+    table: Mapping[str, RouteLimits], key: Key, *, conditional: bool = False
+) -> Callable[[], str]:
+    """The limit string of `key` for the current request's route ("" = none): of the routes
+    that count every request, or (`conditional`) of those that count some statuses only."""
 
     def provider() -> str:
         # CORS preflights carry no credentials and are not the operation itself.
         if not has_request_context() or request.method == "OPTIONS":
             return ""
         route = table.get(request.endpoint or "")
-        return route.limits.get(key, "") if route else ""
+        if route is None or bool(route.counted_statuses) != conditional:
+            return ""
+        return route.limits.get(key, "")
 
     return provider
+
+
+def _counts(table: Mapping[str, RouteLimits]) -> Callable[[Response], bool]:
+    """`deduct_when` of the conditional limits: does this answer count against them?"""
+
+    def counts(response: Response) -> bool:
+        route = table.get(request.endpoint or "")
+        return route is not None and response.status_code in route.counted_statuses
+
+    return counts
 
 
 class _Limiter(Limiter):
@@ -246,6 +278,26 @@ class _Limiter(Limiter):
         except STORAGE_ERRORS as error:
             self._storage_down_until = time.monotonic() + self._retry_seconds
             self._storage_unavailable(error)
+
+    # Flask-Limiter's private hook (`Limiter.__check_conditional_deductions`, name-mangled) that
+    # deducts `deduct_when` limits after the response: a storage failure there would turn an
+    # answered request into a 500. The answer stands; that one deduction is lost, and the
+    # storage is left alone for the retry interval (the closed routes answer 503 meanwhile).
+    def _Limiter__check_conditional_deductions(self, response: Response) -> None:
+        try:
+            super()._Limiter__check_conditional_deductions(response)  # type: ignore[misc]
+        except STORAGE_ERRORS as error:
+            self._storage_down_until = time.monotonic() + self._retry_seconds
+            request_id = current_request_id()
+            logger.warning(
+                "rate-limit storage unavailable (%s): a failed %s %s was not counted; "
+                "request_id=%s",
+                type(error).__name__,
+                request.method,
+                request.endpoint,
+                request_id,
+                extra={"request_id": request_id},
+            )
 
     def _storage_unavailable(self, error: Exception | None) -> None:
         route = self._table.get(request.endpoint or "")
@@ -333,6 +385,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     if not settings.ratelimit_enabled:
         return
     table = route_limits(settings)
+    counts = _counts(table)
     # Flask-Limiter's typed `storage_options` admits no floats; the config key takes the same dict.
     app.config["RATELIMIT_STORAGE_OPTIONS"] = _storage_options(settings.ratelimit_storage)
     application_limits = (
@@ -350,10 +403,25 @@ def init_app(app: Flask, settings: Settings) -> None:
         default_limits=[
             Limit(_route_limit(table, Key.CLIENT), key_function=client_key),
             Limit(_route_limit(table, Key.USER), key_function=user_key),
+            # Conditional limits: checked before the request, deducted after it when its answer
+            # is one the route counts. Requests in flight at once all pass the check, so the
+            # bound can be exceeded by the number of requests the workers serve concurrently.
             Limit(
-                _route_limit(table, Key.ACCOUNT),
+                _route_limit(table, Key.CLIENT, conditional=True),
+                key_function=client_key,
+                deduct_when=counts,
+            ),
+            Limit(
+                _route_limit(table, Key.ACCOUNT_CLIENT, conditional=True),
+                key_function=account_client_key,
+                exempt_when=_no_login_account,
+                deduct_when=counts,
+            ),
+            Limit(
+                _route_limit(table, Key.ACCOUNT, conditional=True),
                 key_function=account_key,
                 exempt_when=_no_login_account,
+                deduct_when=counts,
             ),
         ],
         strategy=STRATEGY,

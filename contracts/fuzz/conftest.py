@@ -116,11 +116,7 @@ def fuzz_app(request: pytest.FixtureRequest) -> Iterator[APIFlask | None]:
         yield None
         return
     app: APIFlask = request.getfixturevalue("fuzz_session_app")
-    database = get_database(app)
-    database.bind_to_connection(request.getfixturevalue("db_connection"))
-    app.extensions["mastery.keyring"].clear_cache()
-    yield app
-    database.bind_to_engine()
+    yield request.getfixturevalue("bind_app")(app)  # tests/plugins/database.py
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from app.ai.models import GradingRequest, HintRequest, SkillBrief
 from app.ai.offline import OfflineProvider
-from app.ai.text import words
+from app.ai.text import STOPWORDS, words
 from contracts.prompts.conftest import GRADING, HINTING, SKILL
 
 OFFLINE = OfflineProvider()
@@ -85,14 +85,15 @@ def test_an_answer_covering_the_rubric_passes() -> None:
     assert result.score >= 0.6
 
 
-def test_unrelated_text_scores_low_with_a_pointer() -> None:
+def test_unrelated_text_scores_low_without_naming_a_keyword() -> None:
     unrelated = GRADING.model_copy(update={"response": "The French revolution began in 1789."})
 
     result = OFFLINE.grade_short_answer(unrelated)
 
     assert (result.score, result.correct) == (0.0, False)
     assert result.feedback.startswith("Not yet")
-    assert "Think about" in result.feedback
+    key = set(words(" ".join([GRADING.reference_answer, *GRADING.rubric])))
+    assert not set(words(result.feedback)) & key - STOPWORDS  # issue 17: no "Think about …"
 
 
 def test_a_partial_answer_gets_partial_credit() -> None:
@@ -101,7 +102,8 @@ def test_a_partial_answer_gets_partial_credit() -> None:
     result = OFFLINE.grade_short_answer(partial)
 
     assert 0 < result.score < 0.6
-    assert result.feedback.startswith("Partly right: you mentioned chlorophyll")
+    assert result.feedback.startswith("Partly right")
+    assert "chlorophyll" not in result.feedback.lower()  # not even which words counted
 
 
 def test_grading_is_deterministic() -> None:
@@ -122,7 +124,7 @@ def test_feedback_does_not_reveal_a_one_word_answer() -> None:
     feedback = OFFLINE.grade_short_answer(item).feedback
 
     assert "paris" not in feedback.lower()
-    assert "starts with 'p'" in feedback
+    assert "'p'" not in feedback.lower()  # not its first letter or length either
 
 
 def test_hints_are_deterministic_and_come_from_the_rubric() -> None:

@@ -1,6 +1,7 @@
 """Live alert drill: proves that a burst of 5xx answers pages someone, and that every dashboard
-query has data behind it. Run by `nox -s alert-drill` (or directly with the project's Python:
-`python ops/drill/alert_drill.py`); the manual equivalent is in docs/runbooks/alerts.md.
+query has data behind it. Run by `nox -s alert-drill` (or directly with the project's Python,
+from the repository root: `python -m ops.drill.alert_drill`); the manual equivalent is in
+docs/runbooks/alerts.md.
 
 Everything runs on loopback ports chosen at start, in a temporary directory removed at the end:
 
@@ -50,12 +51,11 @@ from typing import Any
 import httpx
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # tests.processes, when run as a script
+from tools.ci_artifacts import keep_logs
+from tools.processes import ProcessGroup, free_port, scratch_database
+from tools.processes import wait_until as poll_until
 
-from tests.processes import ProcessGroup, free_port, scratch_database  # noqa: E402 - sys.path
-from tests.processes import wait_until as poll_until  # noqa: E402 - sys.path
-from tools.ci_artifacts import keep_logs  # noqa: E402 - sys.path
+ROOT = Path(__file__).resolve().parents[2]
 
 PROMETHEUS_CONFIG = ROOT / "ops" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "ops" / "alertmanager" / "alertmanager.yml"

@@ -1,6 +1,7 @@
 """Local staging: the platform as production runs it, on loopback, then the smoke suite against
-it, then teardown. Run by `nox -s staging` (or directly with the project's Python:
-`python ops/staging/staging.py [pytest arguments for the smoke suite]`); docs/staging.md.
+it, then teardown. Run by `nox -s staging` (or directly with the project's Python, from the
+repository root: `python -m ops.staging.staging [pytest arguments for the smoke suite]`);
+docs/staging.md.
 
 Everything runs on free loopback ports, in a temporary directory removed at the end:
 
@@ -39,11 +40,9 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # tests.processes and this directory's modules
-
-from ops.staging.certs import self_signed  # noqa: E402 - sys.path
-from tests.processes import (  # noqa: E402 - sys.path
+from ops.staging.certs import self_signed
+from tools.ci_artifacts import keep_logs
+from tools.processes import (
     ProcessGroup,
     base_env,
     celery_worker_command,
@@ -51,7 +50,8 @@ from tests.processes import (  # noqa: E402 - sys.path
     scratch_database,
     wait_until,
 )
-from tools.ci_artifacts import keep_logs  # noqa: E402 - sys.path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 INSTALL_HINT = "apt-get install -y nginx redis-server"
@@ -214,6 +214,8 @@ def run_with_database(tmp: Path, database_url: str, smoke_args: list[str]) -> in
             *(sys.executable, "-m", "pytest", "tests/smoke"),
             *("--base-url", base_url, "--http-url", f"http://127.0.0.1:{ports['http']}"),
             *("--ca-file", str(cert), "--cors-origin", ALLOWED_ORIGIN, "--require-all"),
+            # a second client on loopback, for the account-lockout check (tests/smoke)
+            *("--second-source-address", "127.0.0.2"),
             *smoke_args,
         ]
         say("running the smoke suite: " + " ".join(command[1:]))

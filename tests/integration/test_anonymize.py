@@ -17,13 +17,11 @@ from apiflask import APIFlask
 from click.testing import Result
 from psycopg import sql
 from pydantic import SecretStr
-from sqlalchemy.engine import Connection
 
-from app import create_app
 from app.anonymize.policy import POLICY
+from app.anonymize.pseudonyms import Pseudonymizer
 from app.backup import pg
-from app.config import Settings
-from app.db import get_database
+from tests.conftest import MakeApp
 from tests.integration.test_backup import (
     INSTRUCTOR,
     LEARNERS,
@@ -39,17 +37,8 @@ PEOPLE = (*LEARNERS, INSTRUCTOR)
 
 
 @pytest.fixture
-def platform(settings: Settings, tmp_path: Path, db_connection: Connection) -> Iterator[APIFlask]:
-    app = create_app(
-        settings.model_copy(
-            update={
-                "storage_url": f"file://{tmp_path / 'storage'}",
-                "anonymize_key": SecretStr(KEY),
-            }
-        )
-    )
-    yield app
-    get_database(app).engine.dispose()
+def platform(make_app: MakeApp, tmp_path: Path) -> APIFlask:
+    return make_app(storage_url=f"file://{tmp_path / 'storage'}", anonymize_key=SecretStr(KEY))
 
 
 @pytest.fixture
@@ -185,8 +174,43 @@ def test_the_same_key_gives_the_same_pseudonyms_run_after_run(
     assert rows(scratch[0], audit) == rows(scratch[1], audit)
 
 
+def test_client_chosen_request_ids_become_the_same_keyed_pseudonym_in_every_row(
+    populated: APIFlask, worker_database_url: str, scratch: list[str]
+) -> None:
+    # A client may send any id of a tame shape (letters, digits, `._:-`): here, who it is.
+    chosen = "zebulon.quixote:learners.example:ticket-4711"
+    client = populated.test_client()
+    for _ in range(2):  # one request id, two audit rows: they must still share a pseudonym
+        failed = client.post(
+            "/auth/login",
+            json={"email": LEARNERS[0].email, "password": "not-the-password-at-all"},
+            headers={"X-Request-ID": chosen},
+        )
+        assert failed.status_code == 401
+        assert failed.headers["X-Request-ID"] == chosen
+    distinct = "SELECT count(DISTINCT request_id) FROM audit_log"
+    assert chosen in full_dump(worker_database_url)
+
+    for target in scratch:
+        result = run(
+            populated, "anonymize", "--source-url", worker_database_url, "--target-url", target
+        )
+        assert result.exit_code == 0, result.output + result.stderr
+
+    assert chosen not in full_dump(scratch[0])
+    copied = [
+        str(r[0])
+        for r in rows(scratch[0], "SELECT request_id FROM audit_log WHERE request_id IS NOT NULL")
+    ]
+    assert copied.count(Pseudonymizer(KEY).request_id(chosen)) == 2
+    assert all(i.startswith("req-") and len(i) == 36 for i in copied)
+    assert rows(scratch[0], distinct) == rows(worker_database_url, distinct)  # none merged
+    query = "SELECT id, request_id FROM audit_log ORDER BY id"
+    assert rows(scratch[0], query) == rows(scratch[1], query)  # the same key, the same copy
+
+
 def test_anonymize_refuses_a_non_empty_target_and_a_missing_key(
-    populated: APIFlask, settings: Settings, worker_database_url: str, scratch: list[str]
+    populated: APIFlask, make_app: MakeApp, worker_database_url: str, scratch: list[str]
 ) -> None:
     into_itself = run(
         populated,
@@ -196,13 +220,9 @@ def test_anonymize_refuses_a_non_empty_target_and_a_missing_key(
         "--target-url",
         worker_database_url,
     )
-    keyless = create_app(settings)
-    try:
-        no_key = run(
-            keyless, "anonymize", "--source-url", worker_database_url, "--target-url", scratch[0]
-        )
-    finally:
-        get_database(keyless).engine.dispose()
+    no_key = run(
+        make_app(), "anonymize", "--source-url", worker_database_url, "--target-url", scratch[0]
+    )
     run(populated, "anonymize", "--source-url", worker_database_url, "--target-url", scratch[0])
     again = run(
         populated, "anonymize", "--source-url", worker_database_url, "--target-url", scratch[0]
@@ -253,7 +273,8 @@ def test_anonymize_logs_scrubs_a_json_log_file(populated: APIFlask, tmp_path: Pa
     ):
         assert secret not in out
     parsed = [json.loads(line) for line in out.splitlines()[:3]]
-    assert parsed[1]["request_id"] == "a" * 32  # ids that correlate logs are kept
+    # a request id becomes the pseudonym the database copy gives it: logs and rows still join
+    assert parsed[1]["request_id"] == Pseudonymizer(KEY).request_id("a" * 32)
     assert parsed[0]["email"].endswith((".com", ".net", ".org"))
     assert "@" in parsed[0]["email"]
     assert len(out.splitlines()) == 4

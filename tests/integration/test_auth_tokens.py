@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditRecord
-from app.auth.models import Role, SigningKey, User
-from app.auth.tokens import AUDIENCE, ISSUER
+from app.auth.models import RefreshFamily, Role, SigningKey, User
+from app.auth.tokens import AUDIENCE, ISSUER, REQUIRED_CLAIMS
+from app.db import utcnow
 from tests.conftest import bearer
 
 Login = Callable[[User], dict[str, str]]
@@ -30,13 +31,31 @@ def active_key(app: APIFlask) -> tuple[str, str]:
     with app.app_context():
         kid, secret = app.extensions["mastery.keyring"].active(get_session())
         get_session().commit()
-        return kid, secret
+        return kid, secret.reveal()
+
+
+def new_family(app: APIFlask, user: User) -> str:
+    """A live login (refresh family) of `user`, for forged tokens to belong to."""
+    from app.db import get_session
+
+    with app.app_context():
+        session = get_session()
+        family = RefreshFamily(user_id=user.id, created_at=utcnow(), last_used_at=utcnow())
+        session.add(family)
+        session.commit()
+        return str(family.id)
 
 
 def forge(
-    app: APIFlask, user: User, *, headers: dict[str, Any] | None = None, **claims: Any
+    app: APIFlask,
+    user: User,
+    *,
+    headers: dict[str, Any] | None = None,
+    without: tuple[str, ...] = (),
+    **claims: Any,
 ) -> str:
-    """A token signed with the real active key, with chosen claims and headers."""
+    """A token signed with the real active key, with chosen claims and headers, in a live login
+    of its own; `without` names claims to leave out."""
     kid, secret = active_key(app)
     now = int(time.time())
     payload = {
@@ -50,8 +69,12 @@ def forge(
         "aud": AUDIENCE,
         "role": user.role.value,
         "fresh": False,
+        "fam": new_family(app, user),
+        "ius": now * 1_000_000,
         **claims,
     }
+    for claim in without:
+        del payload[claim]
     return jwt.encode(payload, secret, algorithm="HS256", headers={"kid": kid, **(headers or {})})
 
 
@@ -87,6 +110,33 @@ def test_not_yet_valid_token_is_401(
 ) -> None:
     future = int(time.time()) + 3600
     assert_401_problem(client, forge(app, make_user(), nbf=future, exp=future + 900))
+
+
+@pytest.mark.parametrize("claim", REQUIRED_CLAIMS)
+def test_a_validly_signed_token_missing_a_required_claim_is_401(
+    app: APIFlask, client: FlaskClient, make_user: Callable[..., User], claim: str
+) -> None:
+    """Issue 17, finding 1: with the signing key, a token without `exp` would never expire and
+    one without `fam`, `ius` or `jti` would escape logout, password change and the deny-list."""
+    user = make_user()
+    assert client.get("/auth/me", headers=bearer(forge(app, user))).status_code == 200
+
+    assert_401_problem(client, forge(app, user, without=(claim,)))
+
+
+@pytest.mark.parametrize(("ahead_by", "status"), [(1, 200), (5, 401)])
+def test_a_second_of_clock_skew_is_tolerated_and_more_is_not(
+    app: APIFlask,
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    ahead_by: int,
+    status: int,
+) -> None:
+    """A token minted by a machine whose clock runs ahead: `nbf` and `iat` a second in the
+    future are accepted within the leeway, five seconds are not (issue 17, finding 6)."""
+    ahead = int(time.time()) + ahead_by
+    token = forge(app, make_user(), iat=ahead, nbf=ahead)
+    assert client.get("/auth/me", headers=bearer(token)).status_code == status
 
 
 def test_alg_none_token_is_401(

@@ -5,7 +5,9 @@ pg_restore, real commits (pg_dump reads from its own connection)."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,18 +21,19 @@ import pytest
 from apiflask import APIFlask
 from click.testing import Result
 from flask.testing import FlaskClient
-from sqlalchemy.engine import Connection
+from pydantic import SecretStr
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from app import create_app
 from app.auth.models import Role
 from app.backup import pg
+from app.backup.crypto import ArtifactCipher, parse_key
 from app.backup.tables import TableStats, table_stats
 from app.config import Settings
 from app.db import get_database
 from app.storage import LocalStorage, get_storage
-from tests.conftest import PASSWORD, bearer
+from tests.conftest import PASSWORD, MakeApp, bearer
 from tests.plugins.database import database_url, drop_database
 
 pytestmark = pytest.mark.commits
@@ -159,12 +162,10 @@ def build_platform_data(client: FlaskClient, promote: Callable[[str, Role], None
 
 
 @pytest.fixture
-def platform(settings: Settings, tmp_path: Path, db_connection: Connection) -> Iterator[APIFlask]:
+def platform(make_app: MakeApp, tmp_path: Path) -> APIFlask:
     """An application of its own (object storage under tmp_path) on the worker database,
     committing for real; `db_connection` (commits marker) truncates every table afterwards."""
-    app = create_app(settings.model_copy(update={"storage_url": f"file://{tmp_path / 'storage'}"}))
-    yield app
-    get_database(app).engine.dispose()
+    return make_app(storage_url=f"file://{tmp_path / 'storage'}")
 
 
 def promoter(worker_database_url: str) -> Callable[[str, Role], None]:
@@ -517,3 +518,141 @@ def test_a_corrupted_artifact_in_s3_fails_verify(populated: APIFlask, bucket: st
 
     assert result.exit_code == 1
     assert "database.dump is corrupted" in result.stderr
+
+
+# --- encryption at rest --------------------------------------------------------------------
+
+BACKUP_KEY = base64.b64encode(bytes(range(32))).decode()
+OTHER_KEY = base64.b64encode(bytes(range(32, 64))).decode()
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+
+def keyed_app(make_app: MakeApp, tmp_path: Path, key: str | None, **changes: Any) -> APIFlask:
+    """An application on the same database and object storage as `populated`, with its own
+    BACKUP_ENCRYPTION_KEY (None: unset)."""
+    return make_app(
+        storage_url=f"file://{tmp_path / 'storage'}",
+        backup_encryption_key=SecretStr(key) if key else None,
+        **changes,
+    )
+
+
+def restore_args(backup_id: str, location: str, target: str, tmp_path: Path) -> list[str]:
+    return [
+        "backup",
+        "restore",
+        backup_id,
+        "--from",
+        location,
+        "--target-url",
+        target,
+        "--target-storage-url",
+        f"file://{tmp_path / 'restored'}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sse", "kms_key_id"), [("AES256", None), ("aws:kms", KMS_KEY)], ids=["sse-s3", "sse-kms"]
+)
+def test_an_encrypted_backup_in_s3_is_encrypted_twice_and_restores_with_its_key(
+    populated: APIFlask,
+    make_app: MakeApp,
+    worker_database_url: str,
+    scratch_database: str,
+    bucket: str,
+    tmp_path: Path,
+    sse: str,
+    kms_key_id: str | None,
+) -> None:
+    app = keyed_app(
+        make_app, tmp_path, BACKUP_KEY, backup_s3_sse=sse, backup_s3_kms_key_id=kms_key_id
+    )
+    location = f"s3://{bucket}/prod"
+    backup_id = create_backup(app, location)
+
+    s3 = boto3.client("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [
+        f"prod/{backup_id}/{name}"
+        for name in ("database.dump.enc", "manifest.json", "objects.tar.gz.enc")
+    ]
+    for key in keys:  # server-side encryption on every object, the manifest included
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert head["ServerSideEncryption"] == sse, key
+        if kms_key_id:
+            assert head["SSEKMSKeyId"] == kms_key_id, key
+    stored = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    objects = s3.get_object(Bucket=bucket, Key=keys[2])["Body"].read()
+    sealed, plain = tmp_path / "sealed", tmp_path / "plain"
+    sealed.write_bytes(stored)
+    ArtifactCipher(parse_key(BACKUP_KEY)).decrypt_file(sealed, plain, f"{backup_id}/database.dump")
+    # The decrypted dump shows its table of contents in clear; the stored object shows nothing.
+    for needle in (b"PGDMP", b"CREATE TABLE", b"users", b"audit_log"):
+        assert needle in plain.read_bytes()
+        assert needle not in stored
+    assert b"notes.md" not in objects
+    assert b"Fractions" not in objects
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=keys[1])["Body"].read())
+    assert manifest["format"] == 2
+    assert manifest["encryption"]["algorithm"] == "AES-256-GCM"
+
+    listed = run(app, "backup", "list", "--from", location)
+    verified = run(app, "backup", "verify", backup_id, "--from", location)
+    restored = run(app, *restore_args(backup_id, location, scratch_database, tmp_path))
+
+    assert "encrypted, key id" in listed.stdout
+    assert verified.exit_code == 0, verified.stderr
+    assert "decrypted, GCM tag and sha256 ok" in verified.stderr
+    assert restored.exit_code == 0, restored.output + restored.stderr
+    assert "match the manifest" in restored.stdout
+    assert stats_of(scratch_database) == stats_of(worker_database_url)
+    assert (tmp_path / "restored" / "materials").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (OTHER_KEY, "BACKUP_ENCRYPTION_KEY is not the key backup"),
+        (None, "is encrypted (AES-256-GCM, key id"),
+        ("bm90LTMyLWJ5dGVz", "decodes to 12 bytes"),
+    ],
+    ids=["wrong-key", "no-key", "malformed-key"],
+)
+def test_an_encrypted_backup_without_its_key_fails_cleanly_and_restores_nothing(
+    populated: APIFlask,
+    make_app: MakeApp,
+    scratch_database: str,
+    tmp_path: Path,
+    key: str | None,
+    message: str,
+) -> None:
+    location = str(tmp_path / "backups")
+    backup_id = create_backup(keyed_app(make_app, tmp_path, BACKUP_KEY), location)
+    app = keyed_app(make_app, tmp_path, key)
+
+    verified = run(app, "backup", "verify", backup_id, "--from", location)
+    restored = run(app, *restore_args(backup_id, location, scratch_database, tmp_path))
+
+    for result in (verified, restored):
+        assert result.exit_code == 1, result.output
+        assert message in result.stderr
+        assert "Traceback" not in result.output + result.stderr
+        assert BACKUP_KEY not in result.output + result.stderr
+    with pg.target_of(scratch_database).connect() as connection:
+        assert pg.user_relations(connection) == []
+    assert not (tmp_path / "restored").exists()
+
+
+def test_a_tampered_encrypted_artifact_is_named_and_nothing_is_restored(
+    populated: APIFlask, make_app: MakeApp, scratch_database: str, tmp_path: Path
+) -> None:
+    backups = tmp_path / "backups"
+    app = keyed_app(make_app, tmp_path, BACKUP_KEY)
+    backup_id = create_backup(app, str(backups))
+    _flip_a_byte(backups / backup_id / "objects.tar.gz.enc")
+
+    restored = run(app, *restore_args(backup_id, str(backups), scratch_database, tmp_path))
+
+    assert restored.exit_code == 1
+    assert f"{backup_id}/objects.tar.gz.enc is corrupted" in restored.stderr
+    assert not (tmp_path / "restored").exists()

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
-from sqlalchemy.engine import Connection
 from werkzeug.test import TestResponse
 
 from app import create_app
 from app.config import Settings
 from app.db import get_database
 from app.security.cors import ALLOW_HEADERS, MAX_AGE, allowed_origins
+from tests.conftest import BindApp
 
 ALLOWED = "https://app.example"
 OTHER_ALLOWED = "http://localhost:5173"
@@ -31,11 +31,8 @@ def cors_session_app(settings: Settings) -> Iterator[APIFlask]:
 
 
 @pytest.fixture
-def cors_client(cors_session_app: APIFlask, db_connection: Connection) -> Iterator[FlaskClient]:
-    database = get_database(cors_session_app)
-    database.bind_to_connection(db_connection)
-    yield cors_session_app.test_client()
-    database.bind_to_engine()
+def cors_client(cors_session_app: APIFlask, bind_app: BindApp) -> FlaskClient:
+    return bind_app(cors_session_app).test_client()
 
 
 def cors_headers(response: TestResponse) -> dict[str, str]:

@@ -10,7 +10,6 @@ what a restart does to them, without stopping the server the other tests share.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import pytest
@@ -19,10 +18,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from app import create_app
 from app.auth.models import User
-from app.config import Settings
 from app.db import get_database
+from tests.conftest import MakeApp
+from tools.processes import wait_until
 
 
 def terminate(connection: Connection, pids: set[int]) -> None:
@@ -42,10 +41,7 @@ def terminate(connection: Connection, pids: set[int]) -> None:
     for pid in pids:
         connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     connection.commit()
-    deadline = time.monotonic() + 30
-    while alive():
-        assert time.monotonic() < deadline, "terminated backends are still there after 30 s"
-        time.sleep(0.05)
+    wait_until("the terminated backends to be gone", lambda: not alive(), 30, interval=0.05)
 
 
 @pytest.mark.commits  # the application's own pool, not the test's connection
@@ -75,21 +71,15 @@ def test_requests_after_a_database_restart_get_fresh_connections(
 
 
 def test_a_database_that_refuses_connections_is_a_503_to_retry(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Nothing listens on port 1: every connection attempt is refused, as during a restart.
-    down = create_app(
-        settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/x"})
-    )
-    client = down.test_client()
+    client = make_app(database_url="postgresql+psycopg://postgres@127.0.0.1:1/x").test_client()
 
-    try:
-        with caplog.at_level(logging.ERROR, logger="app.errors"):
-            response = client.post(
-                "/auth/login", json={"email": "ada@example.com", "password": "x" * 12}
-            )
-    finally:
-        get_database(down).engine.dispose()
+    with caplog.at_level(logging.ERROR, logger="app.errors"):
+        response = client.post(
+            "/auth/login", json={"email": "ada@example.com", "password": "x" * 12}
+        )
 
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"

@@ -4,20 +4,16 @@ a request fails with 500 only when it carries exactly that token."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from apiflask import APIFlask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
-from sqlalchemy.engine import Connection
 
-from app import create_app
 from app.auth.models import User
-from app.config import Settings
-from app.db import get_database
 from app.observability.drill import HEADER
 from app.observability.metrics import HTTP_REQUESTS
+from tests.conftest import MakeApp
 
 DRILL_TOKEN = "drill-token-for-tests-0123456789"
 
@@ -25,19 +21,8 @@ MakeClient = Callable[..., FlaskClient]
 
 
 @pytest.fixture
-def make_client(settings: Settings, db_connection: Connection) -> Iterator[MakeClient]:
-    apps: list[APIFlask] = []
-
-    def make(**changes: object) -> FlaskClient:
-        app = create_app(settings.model_copy(update=changes))
-        if db_connection.in_transaction():
-            get_database(app).bind_to_connection(db_connection)
-        apps.append(app)
-        return app.test_client()
-
-    yield make
-    for app in apps:
-        get_database(app).engine.dispose()
+def make_client(make_app: MakeApp) -> MakeClient:
+    return lambda **changes: make_app(**changes).test_client()
 
 
 def requests_counted(route: str, status: str) -> float:

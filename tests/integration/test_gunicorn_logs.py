@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from app.observability.logging import LEADING_FIELDS
-from tests.processes import ROOT, base_env, launch, stop
+from tools.processes import ROOT, base_env, launch, stop, wait_until
 
 LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 
@@ -37,13 +37,11 @@ def test_gunicorn_and_app_lines_share_the_json_shape(tmp_path: Path) -> None:
     ]
     process = launch(command, tmp_path, env, log)
     try:
-        url = None
         deadline = time.monotonic() + 90  # a busy 2-core machine boots workers slowly
-        while url is None and time.monotonic() < deadline:
-            match = LISTENING.search(log.read_text())
-            url = match.group(1) if match else None
-            time.sleep(0.1)
-        assert url, log.read_text()
+        listening = wait_until(
+            "gunicorn to log its address", lambda: LISTENING.search(log.read_text()), 90
+        )
+        url = listening.group(1)
         response = None
         while response is None and time.monotonic() < deadline:
             try:
@@ -58,9 +56,7 @@ def test_gunicorn_and_app_lines_share_the_json_shape(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert response is not None
         assert response.status_code == 200
-        deadline = time.monotonic() + 10
-        while '"http.request"' not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until("the access line", lambda: '"http.request"' in log.read_text(), 10)
     finally:
         stop(process)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,10 +10,9 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
-from app import create_app
-from app.config import Settings
-from app.db import get_database
-from tests.plugins.services import free_port
+from app import health
+from tests.conftest import MakeApp
+from tools.processes import free_port
 
 
 def test_healthz_is_200(client: FlaskClient) -> None:
@@ -30,18 +29,39 @@ def test_readyz_checks_database_redis_and_storage(client: FlaskClient) -> None:
     assert response.get_json()["checks"] == {"database": "ok", "redis": "ok", "storage": "ok"}
 
 
+def test_readyz_reuses_its_verdict_for_a_couple_of_seconds(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17, finding 5: a public, unlimited probe must not cost a database query, a Redis
+    connection and a storage write per request."""
+    app = make_app()
+    now = [1000.0]
+    app.extensions[health.EXTENSION] = health.ReadinessCache(clock=lambda: now[0])
+    checked: list[str] = []
+    real_check = health._check_database
+
+    def counted_check() -> str:
+        checked.append("database")
+        return real_check()
+
+    monkeypatch.setattr(health, "_check_database", counted_check)
+    client = app.test_client()
+
+    answers = [client.get("/readyz") for _ in range(5)]
+    now[0] += health.READINESS_CACHE_SECONDS - 0.1
+    answers.append(client.get("/readyz"))
+
+    assert {a.status_code for a in answers} == {200}
+    assert checked == ["database"]
+    now[0] += 0.1
+    assert client.get("/readyz").status_code == 200
+    assert checked == ["database", "database"]
+
+
 @pytest.fixture
-def client_with(settings: Settings) -> Iterator[Callable[..., FlaskClient]]:
+def client_with(make_app: MakeApp) -> Callable[..., FlaskClient]:
     """Clients of extra applications whose settings differ from the test profile."""
-    apps: list[APIFlask] = []
-
-    def make(**changes: object) -> FlaskClient:
-        apps.append(create_app(settings.model_copy(update=changes)))
-        return apps[-1].test_client()
-
-    yield make
-    for app in apps:
-        get_database(app).engine.dispose()
+    return lambda **changes: make_app(**changes).test_client()
 
 
 def test_readyz_is_503_when_the_database_is_down(client_with: Callable[..., FlaskClient]) -> None:

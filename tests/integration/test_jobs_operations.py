@@ -93,12 +93,17 @@ def test_requeue_one_stuck_job_runs_it_to_completion(
     assert f"{stuck.id}: re-queued" in result.output
     db_session.refresh(stuck)
     assert stuck.status is JobStatus.SUCCEEDED  # eager: the re-queued job ran at once
-    assert stuck.attempts == 1  # a fresh budget, and this was its first new attempt
-    assert "re-queued (operator requeue) from running" in (stuck.last_error or "")
+    # Every run counts (3 lost, 1 now); the fresh budget is 3 more runs than it had.
+    assert (stuck.attempts, stuck.max_attempts) == (4, 6)
+    assert stuck.last_error == "re-queued by an operator (it was stuck)"
     assert len(items_of(db_session, stuck)) == 2
     audit = db_session.scalar(select(AuditRecord).where(AuditRecord.action == "job.requeued"))
     assert audit is not None
-    assert audit.details["via"] == "cli"
+    assert (audit.details["via"], audit.details["attempts"], audit.details["max_attempts"]) == (
+        "cli",
+        3,
+        6,
+    )
 
 
 def test_requeue_all_stuck_jobs(app: APIFlask, make_job: MakeJob, db_session: Session) -> None:
@@ -170,7 +175,9 @@ def test_admin_retry_requeues_a_dead_job_and_audits_it(
     response = client.post(f"/admin/jobs/{dead.id}/retry", headers=as_user(admin))
 
     assert response.status_code == 202, response.get_json()
-    assert response.get_json()["status"] == "succeeded"
+    job = response.get_json()
+    assert (job["status"], job["attempts"], job["max_attempts"]) == ("succeeded", 4, 6)
+    assert job["last_error"] == f"re-queued by {admin.display_name} (admin) (it was dead)"
     assert len(items_of(db_session, dead)) == 2
     audit = db_session.scalar(select(AuditRecord).where(AuditRecord.action == "job.requeued"))
     assert audit is not None
@@ -179,6 +186,7 @@ def test_admin_retry_requeues_a_dead_job_and_audits_it(
         "dead",
         "http",
     )
+    assert audit.details["last_error"] == "ProviderUnavailableError: gave up"  # what it was
 
 
 @pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.QUEUED])

@@ -18,7 +18,7 @@ from app.auth.models import Role, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
 from app.learning.models import Attempt, SkillState
 from tests.conftest import start_practice
-from tests.plugins.services import wait_until
+from tools.processes import wait_until
 
 Headers = dict[str, str]
 
@@ -212,7 +212,7 @@ def test_next_waiting_behind_an_answer_serves_from_the_estimate_that_answer_wrot
             target=lambda: served.append(app.test_client().get(url, headers=headers))
         )
         asking.start()
-        wait_until(waiting_for_a_lock, 10, "/next to wait for the session's lock")
+        wait_until("/next to wait for the session's lock", waiting_for_a_lock, 10, interval=0.05)
         answering.execute(
             text("UPDATE skill_states SET attempts = 7, theta = 1.25 WHERE user_id = :user"),
             {"user": learner.id},

@@ -53,6 +53,9 @@ EXPECTED_METRICS = {
     "mastery_jobs_total",
     "mastery_jobs_queued",
     "mastery_jobs_oldest_queued_age_seconds",
+    "mastery_jobs_overdue_running",
+    "mastery_jobs_oldest_overdue_running_seconds",
+    "mastery_jobs_swept_total",
     "mastery_auth_login_failures_total",
     "mastery_auth_refresh_reuse_total",
     "mastery_db_pool_connections",
@@ -241,6 +244,10 @@ def test_after_traffic_every_contract_metric_is_exposed_with_its_labels(
         assert value(samples, "mastery_jobs_total", kind="generate_items", status=status)
     assert value(samples, "mastery_jobs_queued", kind="generate_items") == 0
     assert value(samples, "mastery_jobs_oldest_queued_age_seconds", kind="generate_items") == 0
+    assert value(samples, "mastery_jobs_overdue_running", kind="generate_items") == 0
+    assert value(samples, "mastery_jobs_oldest_overdue_running_seconds", kind="generate_items") == 0
+    for outcome in ("requeued", "dead"):
+        value(samples, "mastery_jobs_swept_total", kind="generate_items", outcome=outcome)
     assert value(samples, "mastery_auth_login_failures_total", reason="bad_password") >= 1
     assert value(samples, "mastery_auth_refresh_reuse_total") > _or_zero(
         before, "mastery_auth_refresh_reuse_total"
@@ -304,6 +311,37 @@ def test_a_queued_job_is_counted_with_its_age_from_the_job_rows(
 
     assert value(samples, "mastery_jobs_queued", kind="generate_items") == 1
     assert value(samples, "mastery_jobs_oldest_queued_age_seconds", kind="generate_items") >= 600
+
+
+def test_running_jobs_past_their_deadline_are_counted_with_how_late_the_oldest_is(
+    client: FlaskClient, course: Course, db_session: Session
+) -> None:
+    from datetime import timedelta
+
+    from app.db import utcnow
+    from app.jobs.models import Job, JobKind, JobStatus
+
+    now = utcnow()
+    for late in (timedelta(minutes=7), timedelta(seconds=30), -timedelta(minutes=3)):
+        db_session.add(
+            Job(
+                kind=JobKind.GENERATE_ITEMS,
+                status=JobStatus.RUNNING,
+                skill_id=course.skills[0].id,
+                created_by=course.owner_id,
+                params={"count": 1},
+                attempts=1,
+                deadline_at=now - late,  # the last one is still within its deadline
+            )
+        )
+    db_session.commit()
+
+    samples = scrape(client)
+
+    assert value(samples, "mastery_jobs_overdue_running", kind="generate_items") == 2
+    oldest = value(samples, "mastery_jobs_oldest_overdue_running_seconds", kind="generate_items")
+    assert 420 <= oldest < 480
+    assert value(samples, "mastery_jobs_queued", kind="generate_items") == 0
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from tests.conftest import TEST_SECRET
-from tests.processes import ROOT, base_env, free_port, launch, stop
+from tools.processes import ROOT, base_env, free_port, launch, stop, wait_until
 
 pytestmark = [pytest.mark.commits, pytest.mark.xdist_group("gunicorn")]
 
@@ -71,17 +71,19 @@ def gunicorn(settings: Settings, tmp_path: Path, db_connection: object) -> Itera
 
 
 def wait_until_serving(server: Server) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
+    def running() -> None:
         assert server.process.poll() is None, f"gunicorn exited:\n{server.output()}"
-        try:
+
+    try:
+        wait_until(
+            "gunicorn to answer",
             # /openapi.json, not /healthz: the test counts every /healthz request it sends.
-            if httpx.get(f"{server.url}/openapi.json", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # polling a starting server; nothing else to wait on
-    pytest.fail(f"gunicorn did not answer within {STARTUP_SECONDS}s:\n{server.output()}")
+            lambda: httpx.get(f"{server.url}/openapi.json", timeout=1).status_code == 200,
+            STARTUP_SECONDS,
+            running,
+        )
+    except TimeoutError:
+        pytest.fail(f"gunicorn did not answer within {STARTUP_SECONDS}s:\n{server.output()}")
 
 
 def healthz_counts_by_pid(multiproc_dir: Path) -> dict[str, float]:

@@ -26,21 +26,18 @@ import redis
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from limits import parse
+from limits.errors import StorageError
 from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
-from sqlalchemy.engine import Connection
 
-from app import create_app
 from app.auth.models import Role, User
 from app.config import Settings
-from app.db import get_database
 from app.security import rate_limits
 from app.security.rate_limits import OnStorageDown, get_limiter, route_limits
 from app.security.ratelimit_window import SlidingWindowWithStats
-from tests.conftest import PASSWORD
-from tests.plugins.services import free_port, port_open, wait_until
+from tests.conftest import PASSWORD, MakeApp
+from tools.processes import free_port, port_open, wait_until
 
-MakeApp = Callable[..., APIFlask]
 AsUser = Callable[[User], dict[str, str]]
 
 LOOSE = "1000/minute"
@@ -49,29 +46,17 @@ NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
 
 
 @pytest.fixture
-def make_app(
-    settings: Settings, db_connection: Connection, redis_client: redis.Redis
-) -> Iterator[MakeApp]:
-    """Applications with the limits on (loose unless a test tightens one) on the test's data."""
-    apps: list[APIFlask] = []
-
-    def make(**changes: object) -> APIFlask:
-        values: dict[str, object] = {
-            "ratelimit_enabled": True,
-            "ratelimit_default": LOOSE,
-            "ratelimit_login": LOOSE,
-            "ratelimit_login_account": LOOSE,
-        }
-        values.update(changes)
-        app = create_app(settings.model_copy(update=values))
-        if db_connection.in_transaction():
-            get_database(app).bind_to_connection(db_connection)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        get_database(app).engine.dispose()
+def make_app(make_app: MakeApp, redis_client: redis.Redis) -> MakeApp:
+    """Applications with the limits on (loose unless a test tightens one) on the test's data:
+    tests/conftest.py's `make_app`, with the limits' settings first."""
+    limits_on = {
+        "ratelimit_enabled": True,
+        "ratelimit_default": LOOSE,
+        "ratelimit_login": LOOSE,
+        "ratelimit_login_account": LOOSE,
+        "ratelimit_login_account_client": LOOSE,
+    }
+    return lambda **changes: make_app(**(limits_on | changes))
 
 
 def client_at(app: APIFlask, address: str) -> FlaskClient:
@@ -134,16 +119,54 @@ def test_login_answers_429_after_the_limit_with_retry_after_and_ratelimit_header
     user = make_user()
 
     answers = [
-        login(client, user.email, "wrong password" if n == 1 else PASSWORD) for n in range(3)
+        login(client, user.email, "wrong password" if n in (1, 3, 4) else PASSWORD)
+        for n in range(5)
     ]
     refused = login(client, user.email)
 
-    assert [a.status_code for a in answers] == [200, 401, 200]  # failures count as well
-    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+    assert [a.status_code for a in answers] == [200, 401, 200, 401, 401]  # failures count
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["3", "2", "2", "1", "0"]
     assert all(a.headers["RateLimit-Limit"] == "3" for a in answers)
     assert all("Retry-After" not in a.headers for a in answers)
     assert_rate_limited(refused, limit=3)
     assert "3 per 1 minute" in refused.get_json()["detail"]
+
+
+def test_successful_logins_never_count_against_the_login_limits(
+    make_app: MakeApp, make_user: Callable[..., User]
+) -> None:
+    """Issue 17, finding 3: a school behind one NAT address logs in more than 20 times an
+    hour (the default limits, which count failures only)."""
+    defaults = Settings.model_fields
+    app = make_app(
+        ratelimit_login=defaults["ratelimit_login"].default,
+        ratelimit_login_account=defaults["ratelimit_login_account"].default,
+        ratelimit_login_account_client=defaults["ratelimit_login_account_client"].default,
+    )
+    school = client_at(app, "198.51.100.20")
+    user = make_user()
+
+    assert {login(school, user.email).status_code for _ in range(25)} == {200}
+
+
+def test_failed_logins_from_one_address_do_not_lock_the_owner_out_elsewhere(
+    make_app: MakeApp, make_user: Callable[..., User]
+) -> None:
+    """Issue 17, finding 3: twenty wrong passwords for an admin from one address used to lock
+    the admin out from everywhere for an hour."""
+    defaults = Settings.model_fields
+    app = make_app(
+        ratelimit_login_account=defaults["ratelimit_login_account"].default,
+        ratelimit_login_account_client=defaults["ratelimit_login_account_client"].default,
+    )
+    admin = make_user(role=Role.ADMIN)
+    attacker = client_at(app, "203.0.113.50")
+
+    attempts = [login(attacker, admin.email, "guess").status_code for _ in range(20)]
+
+    assert attempts == [401] * 10 + [429] * 10  # RATELIMIT_LOGIN_ACCOUNT_CLIENT=10/hour
+    assert login(attacker, admin.email).status_code == 429  # this address stays refused
+    assert login(client_at(app, "198.51.100.21"), admin.email).status_code == 200
 
 
 def test_a_refused_login_is_refused_before_its_credentials_are_checked(
@@ -168,6 +191,37 @@ def test_logins_at_one_account_are_limited_across_client_addresses(
 
     assert [r.status_code for r in spread] == [401, 401, 429]
     assert login(client_at(app, "203.0.113.9"), other.email).status_code == 200
+
+
+def test_a_failure_that_cannot_be_counted_keeps_its_answer_and_closes_login_for_a_while(
+    make_app: MakeApp,
+    make_user: Callable[..., User],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Failed logins are counted after the answer: Redis failing at that moment must not turn
+    the 401 into a 500, and login then fails closed for the retry interval."""
+    app = make_app(ratelimit_storage_retry_seconds=60.0)
+    limiter = get_limiter(app)
+    assert limiter is not None
+    client = client_at(app, "198.51.100.22")
+    user = make_user()
+    assert login(client, user.email).status_code == 200  # the check itself works
+
+    hit = limiter.limiter.hit
+
+    def unreachable_when_counting_an_account(*args: Any, **kwargs: Any) -> bool:
+        if any(str(part).startswith("account:") for part in args[1:]):
+            raise StorageError(ConnectionError("redis went away"))
+        return bool(hit(*args, **kwargs))
+
+    monkeypatch.setattr(limiter.limiter, "hit", unreachable_when_counting_an_account)
+    with caplog.at_level(logging.WARNING, logger="app.security.rate_limits"):
+        failed = login(client, user.email, "wrong password")
+
+    assert failed.status_code == 401
+    assert any("was not counted" in r.getMessage() for r in caplog.records)
+    assert login(client, user.email).status_code == 503
 
 
 def test_register_is_limited_per_client(make_app: MakeApp) -> None:
@@ -382,9 +436,18 @@ def test_the_windows_a_hit_reports_are_what_the_library_reads_from_redis(
         return remaining
 
     first = compare(4, previous_hits=0)
-    time.sleep(2.2)  # the current window becomes the previous one, weighted by its age
+    # The window's clock is its counter's TTL in Redis: age the current counter to just past one
+    # period, where the next hit shifts it into the previous window, instead of sleeping it out.
+    storage = limiter.storage
+    window_key = item.key_for(key)
+    current = storage.prefixed_key(storage._current_window_key(window_key))
+    previous = storage.prefixed_key(storage._previous_window_key(window_key))
+    redis_view = storage.get_connection()
+    assert not redis_view.exists(previous)
+    assert redis_view.pexpire(current, item.get_expiry() * 1000 - 1)
     later = compare(4, previous_hits=len(first))
 
+    assert redis_view.get(previous) == b"4"  # Redis shifted the window: the first four hits
     assert first == [5, 4, 3, 2]
     assert later[-1] < 5  # the previous window still counts
     with app.test_request_context():  # over the limit: refused, and the window says so
@@ -472,7 +535,7 @@ class KillableRedis:
             )
         else:
             self._relay = _Relay(self._shared, self.port)
-        wait_until(lambda: port_open("127.0.0.1", self.port), 10, "the test's redis to listen")
+        wait_until("the test's redis to listen", lambda: port_open("127.0.0.1", self.port), 10)
 
     def stop(self) -> None:
         if self._process is not None:
@@ -560,7 +623,8 @@ def test_limits_count_again_once_redis_is_back(
 
     killable_redis.start()
 
-    assert [login(client, user.email).status_code for _ in range(3)] == [200, 200, 429]
+    answers = [login(client, user.email, "wrong password").status_code for _ in range(3)]
+    assert answers == [401, 401, 429]
 
 
 def test_after_a_failure_redis_is_left_alone_for_the_retry_interval(

@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,9 +44,17 @@ from app.jobs.models import Job, JobKind, JobStatus
 from tests import runbooks
 from tests.conftest import PASSWORD, TEST_SECRET
 from tests.live_server import serving
-from tests.processes import ROOT, base_env, celery_worker_command, free_port, launch, stop
 from tests.runbooks import covers
 from tests.unit.promql_names import RULE_FILES, metric_names, recorded_names
+from tools.processes import (
+    ROOT,
+    base_env,
+    celery_worker_command,
+    free_port,
+    launch,
+    stop,
+    wait_until,
+)
 
 DEADLINE = 30.0
 VENV_BIN = str(Path(sys.executable).parent)
@@ -56,14 +63,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 def poll(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
     """Wait for `condition()` to return something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+    return wait_until(what, condition, timeout, failure=AssertionError, interval=0.2)
 
 
 def require(tool: str, package: str) -> None:
@@ -228,6 +228,9 @@ def celery_node(
         SECRET_KEY=TEST_SECRET,
         DATABASE_URL=settings.database_url,
         AI_PROVIDER="offline",
+        # Its sweeper off: the stuck jobs the tests arrange must wait for the runbook's commands
+        # (the sweeper itself: tests/integration/test_worker.py, and `jobs sweep` below).
+        JOB_SWEEP_INTERVAL_SECONDS="0",
         **node.env(),
     )
     worker = launch(command, tmp, env, node.log)
@@ -671,11 +674,12 @@ def test_scaling_runbook_grows_and_shrinks_a_celery_workers_pool(
 @covers(
     "stuck-jobs.md#workers-alive",
     "stuck-jobs.md#list",
+    "stuck-jobs.md#sweep",
     "stuck-jobs.md#requeue-all",
     "stuck-jobs.md#requeue-one",
     "stuck-jobs.md#requeue-api",
 )
-def test_stuck_jobs_runbook_finds_stuck_jobs_and_a_worker_completes_them_after_requeue(
+def test_stuck_jobs_runbook_finds_stuck_jobs_and_a_worker_completes_them_after_a_sweep_or_requeue(
     settings: Settings,
     tmp_path: Path,
     serve: Serve,
@@ -706,6 +710,17 @@ def test_stuck_jobs_runbook_finds_stuck_jobs_and_a_worker_completes_them_after_r
     for job in (first, second):
         poll(partial(succeeded, db_session, job), f"the re-queued job {job.id} to succeed")
     assert job_status(db_session, healthy) is JobStatus.RUNNING
+
+    lost, spent = stuck_job(db_session, course), stuck_job(db_session, course)
+    spent.attempts = spent.max_attempts  # its lost run was its last attempt
+    db_session.commit()
+    swept = runbooks.run("stuck-jobs.md#sweep", env, tmp_path).stdout
+    assert f"{lost.id}: requeued by the sweeper (attempts 1 of 3)\n" in swept
+    assert f"{spent.id}: dead by the sweeper (attempts 3 of 3)\n" in swept
+    assert str(healthy.id) not in swept
+    poll(partial(succeeded, db_session, lost), "the swept job to succeed on the worker")
+    assert job_status(db_session, spent) is JobStatus.DEAD
+    assert runbooks.run("stuck-jobs.md#sweep", env, tmp_path).stdout == "nothing to sweep\n"
 
     dead = stuck_job(db_session, course, JobStatus.DEAD)
     one = runbooks.run("stuck-jobs.md#requeue-one", {**env, "JOB_ID": str(dead.id)}, tmp_path)
@@ -738,6 +753,7 @@ ALERT_BLOCKS = [
     "alerts.md#highp95latency",
     "alerts.md#aisuccessratelow",
     "alerts.md#oldestqueuedjobtooold",
+    "alerts.md#jobstuckrunning",
     "alerts.md#refreshtokenreusespike",
     "alerts.md#errorbudgetburnfast",
     "alerts.md#errorbudgetburnslow",
@@ -855,6 +871,11 @@ def test_alert_runbook_first_checks_run_against_a_live_prometheus_and_platform(
     assert celery_node.name in queued
     assert "PONG" in queued
     assert "no stuck jobs" in queued
+    stuck = outputs["alerts.md#jobstuckrunning"].splitlines()
+    assert stuck[0] == '{"kind":"generate_items"} 0'  # none past its deadline
+    assert stuck[1] == '{"kind":"generate_items"} 0'
+    assert celery_node.name in outputs["alerts.md#jobstuckrunning"]
+    assert stuck[-1] == "no stuck jobs"
 
 
 # --- restore-from-backup.md -----------------------------------------------------------------------

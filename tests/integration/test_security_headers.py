@@ -16,7 +16,6 @@ from flask import request, session
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app import create_app
@@ -26,6 +25,7 @@ from app.config import Settings
 from app.content.models import Course
 from app.db import get_database, get_session
 from app.security.headers import API_CSP, HSTS
+from tests.conftest import BindApp, MakeApp
 
 HTTPS = {"X-Forwarded-Proto": "https"}  # what the one trusted proxy sets after TLS
 CRASH_ROUTE = "/test-only/crash"
@@ -42,17 +42,17 @@ EXPECTED = {
 }
 
 
-def build_hardened(settings: Settings, **overrides: Any) -> APIFlask:
-    production = settings.model_copy(
-        update={
-            "app_env": "production",
-            "jobs_eager": False,
-            "ratelimit_enabled": True,
-            "metrics_token": SecretStr("m" * 40),
-        }
-        | overrides
-    )
-    return create_app(production)
+# The test profile made production-like: what `hardened` and `make_app(**HARDENED)` run.
+HARDENED: dict[str, Any] = {
+    "app_env": "production",
+    "jobs_eager": False,
+    "ratelimit_enabled": True,
+    "metrics_token": SecretStr("m" * 40),
+}
+
+
+def build_hardened(settings: Settings) -> APIFlask:
+    return create_app(settings.model_copy(update=HARDENED))
 
 
 def _crash() -> Any:
@@ -74,12 +74,8 @@ def hardened_session_app(settings: Settings) -> Iterator[APIFlask]:
 
 
 @pytest.fixture
-def hardened(hardened_session_app: APIFlask, db_connection: Connection) -> Iterator[APIFlask]:
-    database = get_database(hardened_session_app)
-    database.bind_to_connection(db_connection)
-    hardened_session_app.extensions["mastery.keyring"].clear_cache()
-    yield hardened_session_app
-    database.bind_to_engine()
+def hardened(hardened_session_app: APIFlask, bind_app: BindApp) -> APIFlask:
+    return bind_app(hardened_session_app)
 
 
 @pytest.fixture
@@ -210,18 +206,12 @@ def test_health_probes_are_answered_over_plain_http(hardened: APIFlask, path: st
     assert_security_headers(response)
 
 
-def test_reject_mode_refuses_plain_http_with_a_403_problem(
-    settings: Settings, db_connection: Connection
-) -> None:
-    app = build_hardened(settings, https_mode="reject")
-    get_database(app).bind_to_connection(db_connection)
-    try:
-        client = app.test_client()
-        refused = client.get("/auth/me")
-        served = client.get("/auth/me", headers=HTTPS)
-        probe = client.get("/healthz")
-    finally:
-        get_database(app).engine.dispose()
+def test_reject_mode_refuses_plain_http_with_a_403_problem(make_app: MakeApp) -> None:
+    client = make_app(**HARDENED, https_mode="reject").test_client()
+
+    refused = client.get("/auth/me")
+    served = client.get("/auth/me", headers=HTTPS)
+    probe = client.get("/healthz")
 
     assert refused.status_code == 403
     assert refused.mimetype == "application/problem+json"

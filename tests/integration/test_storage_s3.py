@@ -18,7 +18,7 @@ from app.auth.models import Role, User
 from app.config import Settings
 from app.content.models import Course
 from app.storage import ObjectNotFound, S3Storage, StorageError, build_storage
-from tests.plugins.services import free_port
+from tools.processes import free_port
 
 BUCKET = "mastery-test"
 

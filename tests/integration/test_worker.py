@@ -1,9 +1,11 @@
-"""A real Celery worker on real Redis and Postgres runs generation jobs.
+"""A real Celery worker on real Redis and Postgres runs generation jobs, and recovers them.
 
-The worker is a subprocess (`celery -A app.jobs.worker worker`, prefork like production) and
-the AI provider is a small OpenAI-compatible HTTP server in this process, so the real client
-runs in the worker and the test decides when the model "answers". Data is committed for real
-(`commits`): the worker has its own connections.
+The worker is a subprocess (`celery -A app.jobs.worker worker`, prefork like production) in a
+process group of its own, and the AI provider is a small OpenAI-compatible HTTP server in this
+process, so the real client runs in the worker and the test decides when the model "answers".
+Killing a worker SIGKILLs its whole group, as the OOM killer or a lost machine would: nothing
+of it records or acknowledges anything. Data is committed for real (`commits`): the worker has
+its own connections.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,13 +30,15 @@ from apiflask import APIFlask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.audit.models import AuditRecord
 from app.auth.models import Role, User
 from app.config import Settings
 from app.content.models import Course, Item
+from app.jobs.errors import WORKER_LOST_NO_ATTEMPT_LEFT, WORKER_LOST_REQUEUED
 from app.jobs.models import Job, JobStatus
 from tests.ai_fakes import completion_body, drafts
 from tests.conftest import TEST_SECRET, bearer
-from tests.processes import base_env, celery_worker_command, launch
+from tests.processes import base_env, celery_worker_command
 from tests.sentry_fakes import serve_envelopes
 
 pytestmark = [pytest.mark.commits, pytest.mark.redis, pytest.mark.xdist_group("worker")]
@@ -118,11 +123,9 @@ class Worker:
         return pids
 
     def kill(self) -> None:
-        """SIGKILL the whole worker, pool included: nothing gets to clean up."""
-        with_children = [*self.children(), self.process.pid]
-        for pid in with_children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """SIGKILL the worker's process group, pool included: nothing gets to clean up."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # its own session: pgid == pid
         self.process.wait(10)
 
     def stop(self) -> None:
@@ -167,7 +170,15 @@ def start_worker(
 
     def start() -> Worker:
         log = tmp_path / f"worker-{len(workers)}.log"
-        process = launch(celery_worker_command(f"test{len(workers)}"), tmp_path, worker_env, log)
+        with log.open("wb") as sink:
+            process = subprocess.Popen(  # a fixed command line
+                celery_worker_command(f"test{len(workers)}"),
+                cwd=tmp_path,
+                env=worker_env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a process group of its own, as under a supervisor
+            )
         worker = Worker(process, log)
         workers.append(worker)
         return worker
@@ -200,14 +211,21 @@ def create_job(web: APIFlask, owner: User, course: Course, count: int = 3) -> uu
     return uuid.UUID(response.get_json()["id"])
 
 
-def wait_for(condition: Callable[[], bool], what: str, workers: list[Worker]) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    workers: list[Worker],
+    timeout: float = WAIT_SECONDS,
+) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.2)
     logs = "\n\n".join(worker.output() for worker in workers)
-    raise AssertionError(f"timed out waiting for {what}; worker output:\n{logs}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what}; worker output:\n{logs}"
+    )
 
 
 def job_row(db_session: Session, job_id: uuid.UUID) -> Job:
@@ -343,13 +361,101 @@ def test_a_pool_process_killed_mid_task_is_redelivered_and_completes_once(
     assert item_count(db_session, job_id) == 3
 
 
-def test_a_killed_worker_leaves_a_stuck_job_that_requeue_completes_once(
+def audit_actions(db_session: Session, job_id: uuid.UUID) -> list[tuple[str, str | None]]:
+    """(action, via) of the job's audit records, oldest first."""
+    records = db_session.scalars(
+        select(AuditRecord)
+        .where(AuditRecord.target_id == str(job_id))
+        .order_by(AuditRecord.occurred_at)
+    )
+    return [(record.action, record.details.get("via")) for record in records]
+
+
+def test_a_worker_killed_whole_mid_task_is_recovered_by_a_fresh_worker_without_an_operator(
     web: APIFlask,
     start_worker: Callable[[], Worker],
+    worker_env: dict[str, str],
     owner_and_course: tuple[User, Course],
     fake_llm: FakeLLM,
     db_session: Session,
 ) -> None:
+    """The operator's report of issue 16: every setting at its default but the job timeout."""
+    del worker_env["JOB_VISIBILITY_TIMEOUT_SECONDS"]  # the default hour: Redis returns nothing
+    first = start_worker()
+    fake_llm.gate.clear()  # the provider is slow: the first run waits on it
+    job_id = create_job(web, *owner_and_course, count=3)
+    wait_for(fake_llm.received.is_set, "the worker to call the model", [first])
+    assert job_row(db_session, job_id).status is JobStatus.RUNNING
+
+    first.kill()  # the whole process group, mid-call: no acknowledgement, no row update
+    killed_at = time.monotonic()
+    second = start_worker()  # a fresh worker at once, as a supervisor restarts one
+    fake_llm.gate.set()  # the provider answers the next call at once
+
+    wait_for(
+        finished(db_session, job_id),
+        "a fresh worker to finish the job",
+        [first, second],
+        timeout=3 * JOB_TIMEOUT_SECONDS,  # the promise: within three job timeouts of the kill
+    )
+    recovered = time.monotonic() - killed_at
+    print(f"recovery: SIGKILL -> succeeded in {recovered:.1f} s (JOB_TIMEOUT_SECONDS=10)")
+
+    job = job_row(db_session, job_id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 2), second.output()
+    assert job.last_error == WORKER_LOST_REQUEUED
+    assert item_count(db_session, job_id) == 3
+    assert fake_llm.calls == 2
+    assert audit_actions(db_session, job_id) == [("job.created", None), ("job.requeued", "sweeper")]
+    assert "job.swept" in event_names(job_events(second, job))
+
+
+def called(llm: FakeLLM, times: int) -> bool:
+    return llm.calls >= times
+
+
+def test_a_job_that_kills_its_worker_every_time_ends_dead_after_its_attempts(
+    web: APIFlask,
+    start_worker: Callable[[], Worker],
+    worker_env: dict[str, str],
+    owner_and_course: tuple[User, Course],
+    fake_llm: FakeLLM,
+    db_session: Session,
+) -> None:
+    worker_env["JOB_TIMEOUT_SECONDS"] = "8"  # three rounds of deadline + sweep: keep them short
+    del worker_env["JOB_VISIBILITY_TIMEOUT_SECONDS"]
+    fake_llm.gate.clear()  # no run ever gets an answer: each one's worker dies first
+    workers = [start_worker()]
+    job_id = create_job(web, *owner_and_course, count=2)
+
+    for run in (1, 2, 3):
+        wait_for(partial(called, fake_llm, run), f"run {run} to call the model", workers)
+        workers[-1].kill()  # the job "kills its worker": the whole group, mid-call
+        workers.append(start_worker())
+    wait_for(finished(db_session, job_id), "the job to end", workers)
+
+    job = job_row(db_session, job_id)
+    assert (job.status, job.attempts, job.max_attempts) == (JobStatus.DEAD, 3, 3), job.last_error
+    assert job.last_error == WORKER_LOST_NO_ATTEMPT_LEFT
+    assert fake_llm.calls == 3  # no fourth run
+    assert item_count(db_session, job_id) == 0
+    assert audit_actions(db_session, job_id) == [
+        ("job.created", None),
+        ("job.requeued", "sweeper"),
+        ("job.requeued", "sweeper"),
+        ("job.dead", "sweeper"),
+    ]
+
+
+def test_with_the_sweeper_off_an_operator_requeue_completes_a_killed_workers_job_once(
+    web: APIFlask,
+    start_worker: Callable[[], Worker],
+    worker_env: dict[str, str],
+    owner_and_course: tuple[User, Course],
+    fake_llm: FakeLLM,
+    db_session: Session,
+) -> None:
+    worker_env["JOB_SWEEP_INTERVAL_SECONDS"] = "0"  # the manual path of docs/runbooks/stuck-jobs.md
     first = start_worker()
     fake_llm.gate.clear()
     job_id = create_job(web, *owner_and_course, count=2)
@@ -374,6 +480,8 @@ def test_a_killed_worker_leaves_a_stuck_job_that_requeue_completes_once(
 
     job = job_row(db_session, job_id)
     assert job.status is JobStatus.SUCCEEDED, second.output()
+    assert (job.attempts, job.max_attempts) == (2, 4)  # counted, not reset; 3 more allowed
+    assert job.last_error == "re-queued by an operator (it was stuck)"
     assert item_count(db_session, job_id) == 2
     time.sleep(2)  # the original, unacknowledged message may come back: it must change nothing
     assert item_count(db_session, job_id) == 2

@@ -1,33 +1,41 @@
 """Database isolation for the integration tests (Warehouse's pattern, with a template).
 
 * A template database is migrated once and named after a hash of the migrations, so it is
-  rebuilt only when a migration changes (`ensure_template`).
-* Each xdist worker clones its own database from the template (`CREATE DATABASE … TEMPLATE`).
+  rebuilt only when a migration changes (`hold_template`).
+* A run holds a shared advisory lock on its template for its whole life (on a session
+  connection of the controlling process); a build drops the templates of older migrations
+  only when it gets their exclusive lock at once (`drop_template_if_unused`), so it never
+  drops one another run on the same server is still cloning from.
+* Each xdist worker clones its own database from the template (`CREATE DATABASE … TEMPLATE`);
+  databases of runs whose controlling process is gone are dropped at the next run's start.
 * Each test runs inside an outer transaction; the application's sessions join it with
   savepoints, so `commit()` in the code under test is real but the test's end rolls it all back.
 * Tests marked `commits` run against the worker database for real and the tables are
   truncated afterwards.
+* `bind_app` puts an application on the test's connection: the one way tests bind an app.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import socket
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from alembic import command
+from flask import Flask
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.db import get_database
 from app.migrations import MIGRATIONS_DIR, alembic_config
 from tests.plugins.services import services_of
 
@@ -36,13 +44,18 @@ WORKER_PREFIX = "mastery_test_"
 # Worker databases carry the host, so a run only ever cleans up after its own machine.
 HOST_TOKEN = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 TEMPLATE_LOCK = 7_304_211  # pg_advisory_lock key: one template build at a time per server
+# First half of the two-int4 advisory lock key of one template (that key space never overlaps
+# the single-bigint one of TEMPLATE_LOCK); the second half is `template_lock_key(name)`.
+TEMPLATE_IN_USE_LOCK = 7_304_212
 
 TEMPLATE_KEY = pytest.StashKey[str]()
+TEMPLATE_HOLD_KEY = pytest.StashKey["TemplateHold"]()
 TEMPLATE_NOTE_KEY = pytest.StashKey[str]()
 ISOLATION_MS = "isolation_ms"
 _setup_seconds: dict[str, float] = {}
 _overhead_samples: list[float] = []  # pytest's setup + teardown, every fixture included
 _isolation_samples: list[float] = []  # the transaction work of `db_connection` alone
+AppT = TypeVar("AppT", bound=Flask)
 
 
 def migrations_fingerprint(directory: Path = MIGRATIONS_DIR) -> str:
@@ -71,29 +84,91 @@ class Template:
     created: bool
 
 
-def ensure_template(server_url: str, fingerprint: str | None = None) -> Template:
-    """Return the migrated template database for the current migrations, building it if needed."""
+def template_lock_key(name: str) -> int:
+    """The second half of template `name`'s advisory lock key: a signed int4 from its name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
+
+
+def _template_lock_args(name: str) -> dict[str, int]:
+    return {"space": TEMPLATE_IN_USE_LOCK, "key": template_lock_key(name)}
+
+
+@dataclass
+class TemplateHold:
+    """A template and the session connection holding its shared lock; `release()` ends both."""
+
+    template: Template
+    connection: Connection
+    engine: Engine
+
+    def release(self) -> None:
+        try:
+            self.connection.execute(
+                text("SELECT pg_advisory_unlock_shared(:space, :key)"),
+                _template_lock_args(self.template.name),
+            )
+            self.connection.close()
+        except DBAPIError:
+            pass  # the server is gone (a throwaway one stopped first): so is the lock
+        finally:
+            self.engine.dispose()
+
+
+def hold_template(server_url: str, fingerprint: str | None = None) -> TemplateHold:
+    """The migrated template of the current migrations, built if needed, and held in use.
+
+    Under the build lock (TEMPLATE_LOCK): build the template if it is missing, then take its
+    shared lock on the same connection before letting the next run in, so no build can drop it
+    between the check and the hold. The caller keeps the connection until the run ends.
+    """
     name = TEMPLATE_PREFIX + (fingerprint or migrations_fingerprint())
     engine = _admin_engine(server_url)
+    conn = engine.connect()
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": TEMPLATE_LOCK})
-            try:
-                created = False
-                if _database_oid(conn, name) is None:
-                    _build_template(conn, server_url, name)
-                    created = True
-                oid = _database_oid(conn, name)
-                assert oid is not None
-                return Template(name, oid, created)
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": TEMPLATE_LOCK})
-    finally:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": TEMPLATE_LOCK})
+        try:
+            created = False
+            if _database_oid(conn, name) is None:
+                _build_template(conn, server_url, name)
+                created = True
+            oid = _database_oid(conn, name)
+            assert oid is not None
+            conn.execute(
+                text("SELECT pg_advisory_lock_shared(:space, :key)"), _template_lock_args(name)
+            )
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": TEMPLATE_LOCK})
+    except BaseException:
+        conn.close()
         engine.dispose()
+        raise
+    return TemplateHold(Template(name, oid, created), conn, engine)
+
+
+def ensure_template(server_url: str, fingerprint: str | None = None) -> Template:
+    """Return the migrated template database for the current migrations, building it if needed."""
+    hold = hold_template(server_url, fingerprint)
+    hold.release()
+    return hold.template
 
 
 def _database_oid(conn: Connection, name: str) -> int | None:
     return conn.scalar(text("SELECT oid FROM pg_database WHERE datname = :n"), {"n": name})
+
+
+def drop_template_if_unused(conn: Connection, name: str) -> bool:
+    """Drop template `name` unless a run holds it (its shared lock); True when it is gone."""
+    args = _template_lock_args(name)
+    if not conn.scalar(text("SELECT pg_try_advisory_lock(:space, :key)"), args):
+        return False  # a run is cloning from it: the next build tries again
+    try:
+        # Without FORCE: a stray session on it (someone's psql) keeps it until next time.
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    except DBAPIError:
+        return False
+    finally:
+        conn.execute(text("SELECT pg_advisory_unlock(:space, :key)"), args)
+    return True
 
 
 def _build_template(conn: Connection, server_url: str, name: str) -> None:
@@ -101,15 +176,14 @@ def _build_template(conn: Connection, server_url: str, name: str) -> None:
     conn.execute(text(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
     conn.execute(text(f'CREATE DATABASE "{building}"'))
     command.upgrade(alembic_config(database_url(server_url, building)), "head")
-    # Templates of older migrations are dropped so they do not pile up on a long-lived server.
+    # Templates of older migrations are dropped so they do not pile up on a long-lived server,
+    # except those another run holds (two branches' runs on one server at the same time).
     stale = conn.scalars(
         text("SELECT datname FROM pg_database WHERE datname LIKE :p AND datname <> :b"),
         {"p": TEMPLATE_PREFIX + "%", "b": building},
     ).all()
     for old in stale:
-        # Without FORCE: a template another run is cloning right now stays until next time.
-        with contextlib.suppress(DBAPIError):
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{old}"'))
+        drop_template_if_unused(conn, old)
     # Renaming last makes a half-built template impossible to mistake for a finished one.
     conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
 
@@ -181,10 +255,21 @@ def pytest_configure(config: pytest.Config) -> None:
     if postgres is None:
         return
     _drop_abandoned_worker_databases(postgres.url)
-    template = ensure_template(postgres.url)
-    config.stash[TEMPLATE_KEY] = template.name
-    verb = "built" if template.created else "reused"
-    config.stash[TEMPLATE_NOTE_KEY] = f"template database {template.name} ({verb})"
+    hold = hold_template(postgres.url)
+    config.stash[TEMPLATE_HOLD_KEY] = hold
+    config.stash[TEMPLATE_KEY] = hold.template.name
+    verb = "built" if hold.template.created else "reused"
+    config.stash[TEMPLATE_NOTE_KEY] = (
+        f"template database {hold.template.name} ({verb}; held in use by this run: "
+        "a shared advisory lock no other run's rebuild drops it under)"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before tests.plugins.services stops a throwaway server
+def pytest_unconfigure(config: pytest.Config) -> None:
+    hold = config.stash.get(TEMPLATE_HOLD_KEY, None)
+    if hold is not None:
+        hold.release()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -296,3 +381,26 @@ def db_session(db_connection: Connection) -> Iterator[Session]:
     session = Session(bind=db_connection, join_transaction_mode="create_savepoint")
     yield session
     session.close()
+
+
+@pytest.fixture
+def bind_app(db_connection: Connection) -> Iterator[Callable[[AppT], AppT]]:
+    """`bind_app(app)` routes every session of `app` through the test's connection, for the test.
+
+    Inside the test's transaction the application's commits become savepoints, rolled back with
+    the test; under `commits` the application keeps its own pool and commits for real. The
+    signing-key cache is emptied too: keys an earlier test created were rolled back with it.
+    Each bound application is bound back to its own engine after the test.
+    """
+    bound: list[Flask] = []
+
+    def bind(app: AppT) -> AppT:
+        if db_connection.in_transaction():
+            get_database(app).bind_to_connection(db_connection)
+        app.extensions["mastery.keyring"].clear_cache()
+        bound.append(app)
+        return app
+
+    yield bind
+    for app in reversed(bound):
+        get_database(app).bind_to_engine()

@@ -8,6 +8,11 @@ Order, for each service (DESIGN.md, "Real services in tests"):
 4. a throwaway server started from local binaries (as the `postgres` user when run as root);
 5. otherwise the run stops with instructions. Integration tests are never skipped quietly.
 
+Redis takes 4 before 3: with `redis-server` installed each run starts its own, so a
+developer's Redis on 6379 and a second run at the same time are never touched. On any server,
+each test process then claims a logical database of its own (tests/plugins/redis_claims.py)
+and only ever flushes that one.
+
 Discovery happens once, in the controlling process; xdist workers receive the result through
 `workerinput`. The pytest header names the backend that was chosen.
 """
@@ -21,10 +26,8 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -32,6 +35,9 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from tests.plugins.redis_claims import CLAIM_KEY, TTL_SECONDS, Claim, claim_database
+from tools.processes import free_port, port_open, wait_until
 
 POSTGRES_IMAGE = "postgres:15-alpine"
 REDIS_IMAGE = "redis:7-alpine"
@@ -90,30 +96,6 @@ def docker_answers() -> bool:
             return False
         finally:
             gc.collect()
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise ServiceUnavailable(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
 
 
 # --- throwaway servers from local binaries -------------------------------------------------------
@@ -203,14 +185,23 @@ def start_local_redis() -> Service | None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_until(lambda: port_open("127.0.0.1", port), 10, "redis-server to listen")
+    wait_until(
+        "redis-server to listen",
+        lambda: port_open("127.0.0.1", port),
+        10,
+        failure=ServiceUnavailable,
+        interval=0.02,
+    )
 
     def stop() -> None:
         process.terminate()
         process.wait(timeout=10)
 
     return Service(
-        "redis", f"redis://127.0.0.1:{port}", f"throwaway redis-server on port {port}", stop
+        "redis",
+        f"redis://127.0.0.1:{port}",
+        f"throwaway redis-server of this run on port {port}",
+        stop,
     )
 
 
@@ -265,6 +256,13 @@ def discover(name: str, probes: Probes) -> tuple[Service, list[str]]:
         )
         return start(), notes
     notes.append("Docker daemon not answering; passing over testcontainers")
+    if name == "redis":  # a server of this run's own beats a shared one (module docstring)
+        own = probes.start_local_redis()
+        if own is not None:
+            if probes.port_open("127.0.0.1", port):
+                notes.append(f"the Redis on 127.0.0.1:{port} is left alone: this run has its own")
+            return own, notes
+        notes.append("redis-server not installed: no throwaway Redis of this run's own")
     if probes.port_open("127.0.0.1", port):
         url = (
             f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
@@ -273,7 +271,7 @@ def discover(name: str, probes: Probes) -> tuple[Service, list[str]]:
         )
         return Service(name, url, f"server already listening on 127.0.0.1:{port}"), notes
     notes.append(f"nothing listening on 127.0.0.1:{port}")
-    local = probes.start_local_postgres() if name == "postgres" else probes.start_local_redis()
+    local = probes.start_local_postgres() if name == "postgres" else None
     if local is not None:
         return local, notes
     raise ServiceUnavailable(HOW_TO_PROVIDE[name])
@@ -346,6 +344,7 @@ def _stop_all(services: dict[str, Service]) -> None:
                 service.stop()
 
 
+@pytest.hookimpl(trylast=True)  # after tests.plugins.database lets go of the template
 def pytest_unconfigure(config: pytest.Config) -> None:
     if getattr(config, "workerinput", None) is None:
         _stop_all(config.stash.get(SERVICES_KEY, {}))
@@ -366,6 +365,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if not services:
         return ["services: none (unit tests only)"]
     lines = [f"{s.name}: {redact(s.url)} ({s.source})" for s in services.values()]
+    if "redis" in services:
+        lines.append(
+            "redis isolation: each test process claims an empty database (1-15) of its own "
+            f"(key {CLAIM_KEY}, {TTL_SECONDS} s TTL, refreshed) and flushes only that one"
+        )
     lines.extend(f"services note: {note}" for note in config.stash.get(NOTES_KEY, []))
     return lines
 
@@ -375,19 +379,36 @@ def services_of(config: pytest.Config) -> dict[str, Service]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(pytestconfig: pytest.Config, worker_id_name: str) -> str:
-    """The discovered Redis, with a logical database of this worker's own (1-15)."""
+def redis_claim(pytestconfig: pytest.Config) -> Iterator[Claim]:
+    """This test process's own Redis database on the run's server (tests/plugins/redis_claims.py)."""
     service = services_of(pytestconfig).get("redis")
     if service is None:
         raise RuntimeError("integration tests need Redis but discovery did not run")
-    number = int(worker_id_name.removeprefix("gw")) if worker_id_name.startswith("gw") else 0
-    return f"{service.url.rstrip('/')}/{number % 15 + 1}"
+    claim = claim_database(service.url)
+    claim.keep_alive()
+    yield claim
+    claim.release()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_claim: Claim) -> str:
+    """The URL of this test process's own Redis database."""
+    return redis_claim.url
+
+
+@pytest.fixture(autouse=True)
+def _flush_redis_for_marked_tests(request: pytest.FixtureRequest) -> None:
+    """`@pytest.mark.redis`: the test starts on an empty database of its process's own."""
+    if request.node.get_closest_marker("redis") is not None:
+        claim: Claim = request.getfixturevalue("redis_claim")
+        claim.flush()
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+def redis_client(redis_claim: Claim) -> Iterator[redis.Redis]:
+    """A client of this test process's own database, emptied before and after the test."""
+    client = redis.Redis.from_url(redis_claim.url)
+    redis_claim.flush()
     yield client
-    client.flushdb()
+    redis_claim.flush()
     client.close()

@@ -54,6 +54,11 @@ OPTIONS = {
         "a browser origin listed in the deployment's CORS_ORIGINS",
     ),
     "--email-domain": ("SMOKE_EMAIL_DOMAIN", "domain of the throwaway accounts (example.com)"),
+    "--second-source-address": (
+        "SMOKE_SECOND_SOURCE_ADDRESS",
+        "another local address to send requests from, as a second client (a stack on loopback: "
+        "127.0.0.2)",
+    ),
 }
 
 
@@ -135,6 +140,7 @@ class Options:
     email_domain: str
     job_timeout: float
     require_all: bool
+    second_source_address: str | None = None
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +154,7 @@ def options(pytestconfig: pytest.Config) -> Options:
         email_domain=pytestconfig.getoption("--email-domain") or "example.com",
         job_timeout=pytestconfig.getoption("--job-timeout"),
         require_all=pytestconfig.getoption("--require-all"),
+        second_source_address=pytestconfig.getoption("--second-source-address") or None,
     )
 
 

@@ -24,6 +24,7 @@ COUNTERS = {
     "mastery_adaptive_brier_sum",
     "mastery_adaptive_log_loss_sum",
     "mastery_jobs_total",
+    "mastery_jobs_swept_total",
     "mastery_auth_login_failures_total",
     "mastery_auth_refresh_reuse_total",
     "mastery_ratelimit_storage_unavailable_total",
@@ -32,6 +33,8 @@ GAUGES = {
     "mastery_ai_circuit_state",
     "mastery_jobs_queued",
     "mastery_jobs_oldest_queued_age_seconds",
+    "mastery_jobs_overdue_running",
+    "mastery_jobs_oldest_overdue_running_seconds",
     "mastery_db_pool_connections",
     "up",
 }

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ops.drill import alert_drill
 from tests.unit.promql_names import (
     ALERTS_FILE,
     CONTRACT_SERIES,
@@ -36,6 +37,7 @@ REQUIRED_ALERTS = {
     "TargetDown",
     "AISuccessRateLow",
     "OldestQueuedJobTooOld",
+    "JobStuckRunning",
     "RefreshTokenReuseSpike",
     "ErrorBudgetBurnFast",
     "ErrorBudgetBurnSlow",
@@ -166,6 +168,14 @@ def test_prometheus_config_loads_every_rule_file_and_scrapes_the_mastery_job() -
     assert loaded == {rule_file.resolve() for rule_file in RULE_FILES}
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["mastery"]["metrics_path"] == "/metrics"
+
+
+def test_the_alert_drill_loads_every_alert_of_the_rule_files(tmp_path: Path) -> None:
+    written = alert_drill.drill_rules(PROMETHEUS / "rules", tmp_path / "rules")
+
+    drilled = {rule["alert"] for path in written for rule in rules(Path(path)) if "alert" in rule}
+    assert drilled == set(alerts())
+    assert "JobStuckRunning" in drilled
 
 
 def test_alertmanager_routes_every_severity_the_alerts_use() -> None:

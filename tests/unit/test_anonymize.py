@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 from app.anonymize.logs import REDACTED, LogAnonymizer, remove_tokens
 from app.anonymize.policy import POLICY, Rule, unruled_columns
 from app.anonymize.pseudonyms import AnonymizeKeyError, NameIndex, Pseudonymizer
+from app.audit.models import AuditRecord
+from app.jobs.models import Job
 from app.models import Base
 
 KEY = "unit-test-anonymisation-key-0123"
@@ -163,6 +166,33 @@ def test_json_values_are_walked_with_personal_keys_pseudonymised(p: Pseudonymize
     assert scrubbed["jti"] == p.opaque("3f2a")
     assert "555-0199" not in scrubbed["nested"][0]["note"]
     assert (scrubbed["count"], scrubbed["ok"]) == (3, True)
+
+
+def test_request_ids_become_keyed_pseudonyms_that_are_consistent_and_distinct(
+    p: Pseudonymizer,
+) -> None:
+    chosen = "ticket-ada@uni.example-4711"
+
+    pseudonym = p.request_id(chosen)
+
+    assert re.fullmatch(r"req-[0-9a-f]{32}", pseudonym)
+    assert p.request_id(chosen) == pseudonym  # the same in every table, run and log file
+    assert p.request_id(chosen + "x") != pseudonym
+    assert Pseudonymizer("another-key-0123456789").request_id(chosen) != pseudonym
+    assert p.scrub_json({"request_id": chosen})["request_id"] == pseudonym
+    line = json.dumps({"event": "request", "request_id": chosen, "x-request-id": chosen})
+    logged = json.loads(LogAnonymizer(p).line(line))
+    assert logged["request_id"] == logged["x-request-id"] == pseudonym
+
+
+def test_request_id_columns_are_pseudonymised_and_their_pseudonyms_fit_the_columns() -> None:
+    assert POLICY["audit_log"].columns["request_id"] is Rule.REQUEST_ID
+    assert POLICY["jobs"].columns["request_id"] is Rule.REQUEST_ID
+    width = len(Pseudonymizer("k" * 16).request_id("x"))
+    for model in (AuditRecord, Job):
+        length = getattr(model.__table__.c.request_id.type, "length", None)
+        assert length is not None, model.__tablename__
+        assert length >= width, model.__tablename__
 
 
 # --- logs ----------------------------------------------------------------------------------

@@ -104,7 +104,9 @@ def test_a_key_encrypted_under_another_secret_key_is_reported_clearly() -> None:
 
     with pytest.raises(RuntimeError, match="SECRET_KEY changed"):
         new._decrypt(key)
-    assert old._decrypt(key) == "material"
+    secret = old._decrypt(key)
+    assert secret.reveal() == "material"
+    assert "material" not in repr(secret) + str(secret) + repr((secret,))  # issue 17, finding 1
 
 
 def test_a_value_the_database_refuses_is_a_400_problem(bare_app: APIFlask) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app import create_app
-from app.config import DEV_SECRET_KEY, InsecureConfigError, Settings
+from app.config import DEV_SECRET_KEY, MIN_SECRET_LENGTH, InsecureConfigError, Settings
 
 STRONG = "s" * 48
 POSTGRES = "postgresql+psycopg://mastery@db/mastery"
@@ -61,6 +63,12 @@ def test_a_secure_production_configuration_starts() -> None:
         ({"ratelimit_login": ""}, "RATELIMIT_LOGIN is empty"),
         ({"ratelimit_register": " "}, "RATELIMIT_REGISTER is empty"),
         ({"ratelimit_refresh": ""}, "RATELIMIT_REFRESH is empty"),
+        ({"ratelimit_login_account": ""}, "RATELIMIT_LOGIN_ACCOUNT is empty"),
+        ({"ratelimit_login_account_client": ""}, "RATELIMIT_LOGIN_ACCOUNT_CLIENT is empty"),
+        ({"ratelimit_password_change": ""}, "RATELIMIT_PASSWORD_CHANGE is empty"),
+        ({"proxy_hops": 0}, "PROXY_HOPS is 0"),
+        ({"no_reverse_proxy": True}, "NO_REVERSE_PROXY is true but PROXY_HOPS"),
+        ({"secret_key": "x" * 8 + "-CHANGEME-" + "x" * 24}, "SECRET_KEY is a placeholder"),
         ({"metrics_token": None}, "METRICS_TOKEN is not set"),
         ({"metrics_token": ""}, "METRICS_TOKEN is not set"),
         ({"metrics_token": "short"}, "METRICS_TOKEN is shorter than 32"),
@@ -73,6 +81,24 @@ def test_hardened_environments_refuse_insecure_settings_and_name_them(
         create_app(hardened(env, **override))
 
     assert f"APP_ENV={env}" in str(refused.value)
+
+
+def test_the_example_files_secret_key_is_refused_as_a_placeholder() -> None:
+    """Issue 17, finding 6: the .env.example value is long enough to pass the length check."""
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    (value,) = [
+        line.split("=", 1)[1]
+        for line in example.read_text(encoding="utf-8").splitlines()
+        if line.startswith("SECRET_KEY=")
+    ]
+    assert len(value) >= MIN_SECRET_LENGTH
+
+    with pytest.raises(InsecureConfigError, match="SECRET_KEY is a placeholder"):
+        create_app(hardened(secret_key=value))
+
+
+def test_no_proxy_hops_start_when_declared_without_a_proxy() -> None:
+    assert hardened(proxy_hops=0, no_reverse_proxy=True).insecure_settings() == []
 
 
 def test_every_insecure_setting_is_reported_at_once() -> None:

@@ -7,7 +7,14 @@ rules no linter knows.)"""
 from __future__ import annotations
 
 import ast
+import hashlib
+import io
+import os
 import re
+
+# subprocess: runs deploy/fly/release.sh in bash, with stand-ins for flyctl, gh, curl and docker.
+import subprocess  # nosec B404
+import tarfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -301,10 +308,417 @@ def test_deploy_smokes_each_environment_rolls_back_on_failure_and_gates_producti
         assert job["environment"]["name"] == environment
         runs = [step.get("run", "") for step in job["steps"]]
         assert f'deploy/fly/release.sh deploy {environment} "$IMAGE"' in runs
-        assert "deploy/fly/release.sh smoke" in runs
+        assert f"deploy/fly/release.sh smoke {environment}" in runs
         rollback = [step for step in job["steps"] if "release.sh rollback" in step.get("run", "")]
         assert rollback, f"{environment} has no rollback step"
         assert rollback[0]["if"].startswith("failure()")
+
+
+# --- supply chain of the deploy (issue 17, finding 8; docs/security.md) ---------------------
+
+RELEASE = ROOT / "deploy" / "fly" / "release.sh"
+REPOSITORY = "Example-Org/Mastery"
+DIGEST = "0123456789abcdef" * 4
+OWN_IMAGE = f"ghcr.io/example-org/mastery@sha256:{DIGEST}"
+MAIN_ONLY = "github.ref == 'refs/heads/main'"
+# An installer fetched and handed to a shell in one go: nothing checks what runs.
+PIPED_INSTALLER = re.compile(
+    r"\b(?:curl|wget)\b[^\n|;]*\|\s*(?:sudo\s+)?(?:env\s+)?(?:ba|z|da|k)?sh\b"
+)
+
+
+def deployment_files() -> list[Path]:
+    roots = [ROOT / "deploy", ROOT / ".github" / "workflows"]
+    return sorted(p for root in roots for p in root.rglob("*") if p.is_file())
+
+
+def stub(directory: Path, name: str, body: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+
+
+def bash(
+    script: str, *args: str, env: dict[str, str], cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """`script` in bash with release.sh's functions defined (sourcing runs no subcommand)."""
+    return subprocess.run(
+        ["bash", "-c", f'source "{RELEASE}"\n{script}', "test", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "STUB_LOG": str(tmp_path / "log"),
+        "GITHUB_REPOSITORY": REPOSITORY,
+    }
+    (tmp_path / "log").mkdir(exist_ok=True)
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("path", deployment_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_deployment_file_pipes_a_downloaded_installer_into_a_shell(path: Path) -> None:
+    text = path.read_text(encoding="utf-8", errors="replace")
+
+    assert not PIPED_INSTALLER.search(text), f"{path.relative_to(ROOT)}: download | sh"
+    assert "fly.io/install.sh" not in text
+
+
+def test_the_piped_installer_pattern_finds_what_it_is_meant_to() -> None:
+    for line in (
+        "curl -fsSL --retry 3 https://fly.io/install.sh | sh -s 0.3.1",
+        "wget -qO- https://example.org/i.sh | sudo bash",
+    ):
+        assert PIPED_INSTALLER.search(line), line
+    assert not PIPED_INSTALLER.search("curl -fsSL -o a.tgz https://x/a.tgz && tar -xzf a.tgz")
+
+
+def test_the_deploy_pins_a_flyctl_release_by_version_and_sha256() -> None:
+    env = load_yaml(".github/workflows/deploy.yml")["env"]
+    script = RELEASE.read_text()
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+", env["FLYCTL_VERSION"])
+    assert re.fullmatch(r"[0-9a-f]{64}", env["FLYCTL_SHA256"])
+    assert "sha256sum --check --strict" in script
+    assert "https://github.com/superfly/flyctl/releases/download/v${version}/" in script
+
+
+def _flyctl_release(tmp_path: Path) -> tuple[Path, str]:
+    """A stand-in release archive holding a `flyctl` that prints a version, and its sha256."""
+    archive = tmp_path / "release.tar.gz"
+    program = b'#!/bin/sh\necho "flyctl v0.0.1-stand-in"\n'
+    with tarfile.open(archive, "w:gz") as tar:
+        member = tarfile.TarInfo("flyctl")
+        member.size, member.mode = len(program), 0o755
+        tar.addfile(member, io.BytesIO(program))
+    return archive, hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def _stub_curl(tmp_path: Path, archive: Path) -> None:
+    stub(
+        tmp_path / "bin",
+        "curl",
+        "while (($#)); do case $1 in -o) out=$2; shift 2 ;; *) url=$1; shift ;; esac; done\n"
+        'echo "$url" >>"$STUB_LOG/curl"\n'
+        f'cp "{archive}" "$out"\n',
+    )
+
+
+def test_flyctl_is_installed_only_when_its_download_matches_the_pinned_sha256(
+    tmp_path: Path,
+) -> None:
+    archive, sha256 = _flyctl_release(tmp_path)
+    _stub_curl(tmp_path, archive)
+    github_path = tmp_path / "github_path"
+    env = base_env(
+        tmp_path,
+        FLYCTL_VERSION="0.0.1",
+        FLYCTL_SHA256=sha256,
+        RUNNER_TEMP=str(tmp_path / "runner"),
+        GITHUB_PATH=str(github_path),
+    )
+
+    installed = bash("install_flyctl", env=env)
+
+    assert installed.returncode == 0, installed.stderr
+    assert "flyctl v0.0.1-stand-in" in installed.stdout
+    assert (tmp_path / "log" / "curl").read_text().strip() == (
+        "https://github.com/superfly/flyctl/releases/download/v0.0.1/"
+        "flyctl_0.0.1_Linux_x86_64.tar.gz"
+    )
+    assert github_path.read_text().strip() == str(tmp_path / "runner" / "flyctl-0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("sha256", "message"),
+    [
+        ("f" * 64, "FAILED"),
+        ("", "FLYCTL_SHA256 must be the SHA-256"),
+        ("not-a-checksum", "FLYCTL_SHA256 must be the SHA-256"),
+    ],
+    ids=["mismatch", "missing", "malformed"],
+)
+def test_a_flyctl_download_that_does_not_match_is_never_extracted_or_run(
+    tmp_path: Path, sha256: str, message: str
+) -> None:
+    archive, _ = _flyctl_release(tmp_path)
+    _stub_curl(tmp_path, archive)
+    github_path = tmp_path / "github_path"
+    env = base_env(
+        tmp_path,
+        FLYCTL_VERSION="0.0.1",
+        FLYCTL_SHA256=sha256,
+        RUNNER_TEMP=str(tmp_path / "runner"),
+        GITHUB_PATH=str(github_path),
+    )
+
+    refused = bash("install_flyctl", env=env)
+
+    assert refused.returncode != 0
+    assert message in refused.stdout + refused.stderr
+    assert "stand-in" not in refused.stdout
+    assert not (tmp_path / "runner" / "flyctl-0.0.1" / "flyctl").exists()
+    assert not github_path.exists()
+
+
+@pytest.mark.parametrize("image", [OWN_IMAGE, OWN_IMAGE.replace("0123", "fedc")])
+def test_this_repositorys_image_by_digest_is_accepted(tmp_path: Path, image: str) -> None:
+    checked = bash('require_own_image "$1"', image, env=base_env(tmp_path))
+
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ("ghcr.io/example-org/mastery:main", "must be named by digest"),
+        ("ghcr.io/example-org/mastery", "must be named by digest"),
+        (f"docker.io/example-org/mastery@sha256:{DIGEST}", "only this repository's images"),
+        (f"ghcr.io/someone-else/mastery@sha256:{DIGEST}", "only this repository's images"),
+        (f"ghcr.io/example-org/mastery-fork@sha256:{DIGEST}", "only this repository's images"),
+        (f"ghcr.io/example-org/mastery:main@sha256:{DIGEST}", "only this repository's images"),
+        (f"ghcr.io/Example-Org/Mastery@sha256:{DIGEST}", "only this repository's images"),
+        (f"registry.fly.io/mastery@sha256:{DIGEST}", "only this repository's images"),
+        ("ghcr.io/example-org/mastery@sha256:abc", "not 64 lower-case hex digits"),
+        (f"ghcr.io/example-org/mastery@sha256:{DIGEST.upper()}", "not 64 lower-case hex"),
+        (f"ghcr.io/example-org/mastery@sha256:{DIGEST}\nrm -rf /", "not 64 lower-case hex"),
+        ("", "must be named by digest"),
+    ],
+    ids=[
+        "tag",
+        "bare-name",
+        "other-registry",
+        "other-owner",
+        "other-repository",
+        "tag-and-digest",
+        "not-lower-case",
+        "fly-registry",
+        "short-digest",
+        "upper-case-digest",
+        "trailing-command",
+        "empty",
+    ],
+)
+def test_any_other_image_reference_is_refused_with_a_clear_message(
+    tmp_path: Path, image: str, message: str
+) -> None:
+    refused = bash('require_own_image "$1"', image, env=base_env(tmp_path))
+
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("::error::")
+    assert message in refused.stderr
+
+
+def test_without_github_repository_no_image_is_accepted(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    del env["GITHUB_REPOSITORY"]
+
+    refused = bash('require_own_image "$1"', OWN_IMAGE, env=env)
+
+    assert refused.returncode == 1
+    assert "GITHUB_REPOSITORY" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "docker.io/evil/mastery:latest"],
+        ["deploy", "staging", f"ghcr.io/evil/mastery@sha256:{DIGEST}"],
+        ["rollback", "production", "ghcr.io/example-org/mastery:production"],
+        ["mark-good", "staging", f"docker.io/example-org/mastery@sha256:{DIGEST}"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_every_subcommand_refuses_a_foreign_image_before_touching_a_registry_or_fly(
+    tmp_path: Path, args: list[str]
+) -> None:
+    for tool in ("docker", "flyctl", "gh", "curl"):
+        stub(tmp_path / "bin", tool, f'echo {tool} >>"$STUB_LOG/called"\n')
+    env = base_env(tmp_path, GH_TOKEN="t", BASE_URL="https://x.example", IMAGE=OWN_IMAGE)
+
+    refused = subprocess.run(
+        ["bash", str(RELEASE), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert refused.returncode == 1
+    assert "::error::" in refused.stderr
+    assert not (tmp_path / "log" / "called").exists(), "a tool ran before the image was checked"
+
+
+def test_provenance_is_verified_with_gh_for_this_repositorys_image_workflow(
+    tmp_path: Path,
+) -> None:
+    stub(tmp_path / "bin", "gh", 'printf "%s\\n" "$@" >"$STUB_LOG/gh"\n')
+
+    verified = bash('verify_provenance "$1"', OWN_IMAGE, env=base_env(tmp_path, GH_TOKEN="t"))
+
+    assert verified.returncode == 0, verified.stderr
+    assert (tmp_path / "log" / "gh").read_text().splitlines() == [
+        "attestation",
+        "verify",
+        f"oci://{OWN_IMAGE}",
+        "--repo",
+        REPOSITORY,
+        "--signer-workflow",
+        f"{REPOSITORY}/.github/workflows/image.yml",
+        "--source-ref",
+        "refs/heads/main",
+        "--deny-self-hosted-runners",
+    ]
+
+
+@pytest.mark.parametrize("workflow", ["deploy.yml", "image.yml"])
+def test_deploying_and_building_images_run_from_main_only(workflow: str) -> None:
+    jobs = load_yaml(f".github/workflows/{workflow}")["jobs"]
+
+    for name, job in jobs.items():
+        assert job.get("if") == MAIN_ONLY, f"{workflow} job {name} is not restricted to main"
+
+
+def test_each_environment_verifies_the_images_provenance_before_deploying_it() -> None:
+    jobs = load_yaml(".github/workflows/deploy.yml")["jobs"]
+
+    for environment in ("staging", "production"):
+        job = jobs[environment]
+        runs = [step.get("run", "") for step in job["steps"]]
+        verify = runs.index('deploy/fly/release.sh verify "$IMAGE"')
+        assert verify < runs.index(f'deploy/fly/release.sh deploy {environment} "$IMAGE"')
+        assert verify < runs.index("deploy/fly/release.sh setup") + 2  # before anything else
+        assert job["steps"][verify]["env"] == {"GH_TOKEN": "${{ github.token }}"}
+        assert job["permissions"]["attestations"] == "read"
+        assert "id-token" not in job["permissions"]
+
+
+def test_the_image_workflow_attests_build_provenance_with_narrowly_granted_permissions() -> None:
+    workflow = load_yaml(".github/workflows/image.yml")
+    build = workflow["jobs"]["build"]
+    steps = build["steps"]
+    uses = [str(step.get("uses", "")) for step in steps]
+    attest = next(i for i, use in enumerate(uses) if use.startswith("actions/attest-build-prov"))
+    pushed = next(i for i, use in enumerate(uses) if use.startswith("docker/build-push-action@"))
+
+    assert attest > pushed
+    assert steps[attest]["with"]["subject-digest"] == "${{ steps.build.outputs.digest }}"
+    assert steps[attest]["with"]["push-to-registry"] is True
+    assert build["permissions"] == {
+        "contents": "read",
+        "packages": "write",
+        "id-token": "write",
+        "attestations": "write",
+    }
+    assert workflow["permissions"] == {}
+    assert "id-token" not in workflow["jobs"]["deploy"]["permissions"]
+    assert workflow["jobs"]["deploy"]["permissions"]["attestations"] == "read"
+
+
+def test_no_workflow_holds_a_standing_smoke_admin_password() -> None:
+    for workflow in WORKFLOWS:
+        text = (ROOT / ".github" / "workflows" / workflow).read_text()
+        assert "SMOKE_ADMIN_PASSWORD" not in text, workflow
+        assert "SMOKE_ADMIN_EMAIL" not in text, workflow
+
+
+def _smoke_stubs(tmp_path: Path, smoke_status: int, fail_call: int = 0) -> dict[str, str]:
+    stub(
+        tmp_path / "bin",
+        "flyctl",
+        'n=$(($(cat "$STUB_LOG/count" 2>/dev/null || echo 0) + 1)); echo "$n" >"$STUB_LOG/count"\n'
+        'printf "%s\\n" "$@" >"$STUB_LOG/args-$n"\n'
+        'cat >"$STUB_LOG/stdin-$n"\n'
+        f'[[ "$n" != "{fail_call}" ]]\n',
+    )
+    stub(
+        tmp_path / "bin",
+        "python",
+        'printf "%s\\n" "$SMOKE_ADMIN_EMAIL" "$SMOKE_ADMIN_PASSWORD" >"$STUB_LOG/smoke-env"\n'
+        'printf "%s\\n" "$@" >"$STUB_LOG/smoke-args"\n'
+        f"exit {smoke_status}\n",
+    )
+    return base_env(
+        tmp_path, SMOKE_BASE_URL="https://staging.example.org", SMOKE_EMAIL_DOMAIN="example.org"
+    )
+
+
+def _release(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(RELEASE), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("smoke_status", [0, 1], ids=["smoke-passes", "smoke-fails"])
+def test_the_smoke_admin_gets_a_password_for_this_run_only_and_is_retired_after_it(
+    tmp_path: Path, smoke_status: int
+) -> None:
+    env = _smoke_stubs(tmp_path, smoke_status)
+    log = tmp_path / "log"
+
+    ran = _release("smoke", "staging", env=env)
+
+    assert ran.returncode == smoke_status, ran.stderr
+    email, password = (log / "smoke-env").read_text().splitlines()
+    assert email == "smoke-admin@example.org"
+    assert len(password) >= 40
+    assert (log / "count").read_text().strip() == "2"  # created before, retired after
+    assert (log / "stdin-1").read_text() == f"{password}\n"
+    retired = (log / "stdin-2").read_text().strip()
+    assert len(retired) >= 40
+    assert retired != password
+    for call in (1, 2):
+        args = (log / f"args-{call}").read_text()
+        assert args.startswith("ssh\nconsole\n--app\nmastery-staging\n--command\n")
+        assert "flask --app app users create-admin --reset" in args
+        assert email in args
+        assert password not in args  # never in an argument
+        assert retired not in args
+    assert (log / "smoke-args").read_text().split() == [
+        "-m",
+        "pytest",
+        "tests/smoke",
+        "--base-url",
+        "https://staging.example.org",
+    ]
+    assert password not in ran.stdout + ran.stderr
+
+
+def test_a_smoke_admin_that_cannot_be_retired_fails_the_run_loudly(tmp_path: Path) -> None:
+    ran = _release("smoke", "staging", env=_smoke_stubs(tmp_path, 0, fail_call=2))
+
+    assert ran.returncode == 1
+    assert "::error::could not retire the smoke admin" in ran.stderr
+
+
+@pytest.mark.parametrize("domain", ["example.org; id", "Example.ORG", "x", "a..b", "$(id).org"])
+def test_a_smoke_email_domain_that_is_not_a_plain_domain_is_refused_before_ssh(
+    tmp_path: Path, domain: str
+) -> None:
+    env = _smoke_stubs(tmp_path, 0)
+    env["SMOKE_EMAIL_DOMAIN"] = domain
+
+    ran = _release("smoke", "staging", env=env)
+
+    assert ran.returncode == 1
+    assert "SMOKE_EMAIL_DOMAIN must be a plain lower-case domain name" in ran.stderr
+    assert not (tmp_path / "log" / "count").exists()
 
 
 def test_dependabot_covers_pip_actions_and_docker() -> None:

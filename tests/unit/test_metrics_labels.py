@@ -6,15 +6,18 @@ import logging
 import math
 
 import pytest
+from apiflask import APIFlask
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 
+from app.ai import metrics as ai_metrics
 from app.ai.errors import (
     CircuitOpenError,
     InvalidOutputError,
     ProviderRequestError,
     ProviderUnavailableError,
 )
+from app.jobs import metrics as jobs_metrics
 from app.observability import metrics
 
 
@@ -56,7 +59,7 @@ def test_unknown_methods_share_one_label(method: str, label: str) -> None:
     ],
 )
 def test_ai_errors_map_to_a_fixed_outcome(error: Exception | None, outcome: str) -> None:
-    assert metrics.ai_outcome(error) == outcome
+    assert ai_metrics.ai_outcome(error) == outcome
 
 
 def sample(name: str) -> float:
@@ -118,9 +121,22 @@ def test_the_jobs_collector_leaves_its_samples_out_when_the_database_fails(
 ) -> None:
     session = FailingSession()
 
-    with caplog.at_level(logging.WARNING, logger="app.observability.metrics"):
-        families = list(metrics.JobsQueueCollector(session).collect())  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="app.jobs.metrics"):
+        families = list(jobs_metrics.JobsCollector(session).collect())  # type: ignore[arg-type]
 
     assert families == []
     assert session.rolled_back
     assert "metrics.jobs_query_failed" in caplog.text
+
+
+def test_the_sweeper_counter_starts_at_zero_for_every_kind_and_outcome() -> None:
+    for outcome in ("requeued", "dead"):
+        labels = {"kind": "generate_items", "outcome": outcome}
+        assert REGISTRY.get_sample_value("mastery_jobs_swept_total", labels) is not None
+
+
+def test_capabilities_register_their_scrape_sources_with_the_app(bare_app: APIFlask) -> None:
+    sources = metrics.scrape_sources(bare_app)
+
+    assert jobs_metrics.JobsCollector in sources.collectors  # app.jobs: gauges from the rows
+    assert len(sources.hooks) == 1  # app.ai: the circuit breaker's state before each scrape

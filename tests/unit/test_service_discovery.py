@@ -1,9 +1,11 @@
-"""The order in which the test harness looks for Postgres and Redis (DESIGN.md)."""
+"""The order in which the test harness looks for Postgres and Redis (DESIGN.md; for Redis, a
+throwaway server of the run's own before a shared one)."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.plugins.redis_claims import server_url
 from tests.plugins.services import Probes, Service, ServiceUnavailable, discover, redact
 
 
@@ -71,6 +73,36 @@ def test_a_throwaway_server_comes_fourth() -> None:
 
     assert service is local
     assert "nothing listening on 127.0.0.1:5432" in notes
+
+
+def test_redis_of_the_runs_own_comes_before_a_shared_server_on_6379() -> None:
+    own = Service("redis", "redis://127.0.0.1:40001", "throwaway redis-server of this run")
+
+    service, notes = discover(
+        "redis", probes(port_open=lambda *_: True, start_local_redis=lambda: own)
+    )
+
+    assert service is own
+    assert any("127.0.0.1:6379 is left alone" in note for note in notes)
+
+
+def test_a_shared_redis_on_6379_is_used_only_without_redis_server() -> None:
+    service, notes = discover("redis", probes(port_open=lambda *_: True))
+
+    assert service.url == "redis://127.0.0.1:6379"
+    assert "redis-server not installed: no throwaway Redis of this run's own" in notes
+
+
+@pytest.mark.parametrize(
+    ("url", "server"),
+    [
+        ("redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379"),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        ("rediss://:pw@cache:6380/0", "rediss://:pw@cache:6380"),
+    ],
+)
+def test_a_redis_url_without_its_database_is_the_server(url: str, server: str) -> None:
+    assert server_url(url) == server
 
 
 @pytest.mark.parametrize(
