@@ -35,9 +35,7 @@ def content_words(text: str) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def short_answer_item(
-    api: httpx.Client, admin: Account, course: dict[str, Any]
-) -> dict[str, Any]:
+def short_answer_item(api: httpx.Client, admin: Account, course: dict[str, Any]) -> dict[str, Any]:
     """A second skill of the smoke course with one published short-answer item (the course,
     and so the skill, is deleted at the end of the run)."""
     skill = expect(
