@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from tools.audit_status import classify_audit, offline_audit_allowed  # noqa: E402
-from tools.pytest_runs import is_whole_tier  # noqa: E402
+from tools.pytest_runs import is_whole_tier  # noqa: E402 - after the sys.path line above
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"

@@ -65,7 +65,7 @@ def first_line(text: str | None) -> str:
 def read_junit(path: Path, root: Path) -> JUnitCounts:
     """Count the test cases of a report (every <testcase>, whichever <testsuite> holds it)."""
     # S314: the report is pytest's own output, written earlier in the same CI job.
-    tree = ElementTree.parse(path)  # noqa: S314
+    tree = ElementTree.parse(path)  # noqa: S314 - pytest's own JUnit report
     counts = JUnitCounts()
     # The suites' time is the run's wall clock (with xdist, less than the tests' sum).
     suites = [suite.get("time") for suite in tree.iter("testsuite")]

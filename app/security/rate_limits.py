@@ -285,7 +285,7 @@ class _Limiter(Limiter):
     # storage is left alone for the retry interval (the closed routes answer 503 meanwhile).
     def _Limiter__check_conditional_deductions(self, response: Response) -> None:
         try:
-            super()._Limiter__check_conditional_deductions(response)  # type: ignore[misc]
+            super()._Limiter__check_conditional_deductions(response)  # type: ignore[misc]  # a name-mangled private method mypy cannot see
         except STORAGE_ERRORS as error:
             self._storage_down_until = time.monotonic() + self._retry_seconds
             request_id = current_request_id()

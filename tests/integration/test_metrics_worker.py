@@ -161,7 +161,8 @@ def test_with_a_metrics_token_the_worker_answers_only_the_bearer_of_it(
 def test_a_worker_refuses_to_expose_its_metrics_without_a_token(
     start_metrics_worker: StartWorker, tmp_path: Path
 ) -> None:
-    _url, process = start_metrics_worker(WORKER_METRICS_ADDR="0.0.0.0")  # noqa: S104
+    exposed = "0.0.0.0"  # noqa: S104 - the exposed address under test
+    _url, process = start_metrics_worker(WORKER_METRICS_ADDR=exposed)
 
     assert process.wait(timeout=WAIT_SECONDS) != 0
     log = (tmp_path / "worker-0.log").read_text(errors="replace")

@@ -221,14 +221,14 @@ def result(**changes: Any) -> GradeResult:
 
 def test_the_providers_grade_is_returned_and_named_after_it() -> None:
     grader = Grader(result())
-    grade = grade_short_answer(grader, request("chlorophyll"))  # type: ignore[arg-type]
+    grade = grade_short_answer(grader, request("chlorophyll"))  # type: ignore[arg-type]  # a stand-in provider
     assert grade == Grade(True, 0.9, "Good reasoning.", "fake")
     assert grader.requests == [request("chlorophyll")]
 
 
 def test_the_providers_feedback_is_guarded_too() -> None:
     grader = Grader(result(feedback="You forgot photosynthesis.", correct=False, score=0.2))
-    grade = grade_short_answer(grader, request("light"))  # type: ignore[arg-type]
+    grade = grade_short_answer(grader, request("light"))  # type: ignore[arg-type]  # a stand-in provider
     assert grade == Grade(False, 0.2, GUARDED_FEEDBACK[False], "fake")
 
 
@@ -239,7 +239,7 @@ def test_a_provider_error_falls_back_to_the_rules_and_says_so(
     grader = Grader(error=error)
     with caplog.at_level(logging.WARNING, logger=scoring.__name__):
         grade = grade_short_answer(
-            grader,  # type: ignore[arg-type]
+            grader,  # type: ignore[arg-type]  # a stand-in provider
             request("photosynthesis converts light"),
         )
     assert grade == Grade(True, 1.0, "Correct.", "fallback")
@@ -252,7 +252,7 @@ def test_a_provider_error_falls_back_to_the_rules_and_says_so(
 
 def test_the_fallbacks_partial_grade_keeps_its_score() -> None:
     grade = grade_short_answer(
-        Grader(error=AIProviderError("x")),  # type: ignore[arg-type]
+        Grader(error=AIProviderError("x")),  # type: ignore[arg-type]  # a stand-in provider
         request("photosynthesis"),
     )
     assert grade == Grade(False, 0.333, "Not quite: about 33% of the expected answer.", "fallback")
@@ -260,4 +260,4 @@ def test_the_fallbacks_partial_grade_keeps_its_score() -> None:
 
 def test_an_error_that_is_not_the_providers_is_not_swallowed() -> None:
     with pytest.raises(ValueError, match="bug"):
-        grade_short_answer(Grader(error=ValueError("bug")), request("x"))  # type: ignore[arg-type]
+        grade_short_answer(Grader(error=ValueError("bug")), request("x"))  # type: ignore[arg-type]  # a stand-in provider

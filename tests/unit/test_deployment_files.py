@@ -13,7 +13,7 @@ import os
 import re
 
 # subprocess: runs deploy/fly/release.sh in bash, with stand-ins for flyctl, gh, curl and docker.
-import subprocess  # nosec B404
+import subprocess  # nosec B404 - runs the repository's own deploy script
 import tarfile
 import tomllib
 from pathlib import Path
