@@ -102,7 +102,7 @@ def fmt(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, tags=QUICK)
 def typecheck(session: nox.Session) -> None:
-    """Type-check with mypy, strict on app/ (configured in pyproject.toml)."""
+    """Type-check with mypy, strict on app/ and the harness (configured in pyproject.toml)."""
     install_locked(session)
     session.run("mypy", *session.posargs)
 

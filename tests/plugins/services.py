@@ -37,6 +37,7 @@ import pytest
 import redis
 
 from tests.plugins.redis_claims import CLAIM_KEY, TTL_SECONDS, Claim, claim_database
+from tests.plugins.xdist_node import WorkerNode
 from tools.processes import free_port, port_open, wait_until
 
 POSTGRES_IMAGE = "postgres:15-alpine"
@@ -351,7 +352,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: object) -> None:
+def pytest_configure_node(node: WorkerNode) -> None:
     """xdist: hand the discovered services to each worker."""
     config: pytest.Config = node.config
     services = config.stash.get(SERVICES_KEY, {})
