@@ -171,7 +171,7 @@ def test_stateful_sequences_follow_the_links(
     base = schema.as_state_machine()
     connection = None if BASE_URL else request.getfixturevalue("db_connection")
 
-    class Machine(base):  # type: ignore[misc,valid-type]
+    class Machine(base):  # type: ignore[misc,valid-type]  # a class built at run time from the schema
         def setup(self) -> None:
             self.savepoint = connection.begin_nested() if connection is not None else None
             super().setup()

@@ -92,7 +92,7 @@ def counts(url: str) -> dict[str, int]:
         ]
         count = sql.SQL("SELECT count(*) FROM {}")
         return {
-            t: int(connection.execute(count.format(sql.Identifier(t))).fetchone()[0])  # type: ignore[index,arg-type]
+            t: int(connection.execute(count.format(sql.Identifier(t))).fetchone()[0])  # type: ignore[index,arg-type]  # count(*) always returns one row
             for t in tables
         }
 

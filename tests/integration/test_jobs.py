@@ -369,7 +369,7 @@ def test_an_unexpected_error_is_recorded_and_retried(
         def generate_items(self, *_args: object) -> Any:
             raise KeyError("boom")
 
-    outcome = generation.run(db_session, queued_job.id, Broken(), TIMEOUT, no_material)  # type: ignore[arg-type]
+    outcome = generation.run(db_session, queued_job.id, Broken(), TIMEOUT, no_material)  # type: ignore[arg-type]  # a stand-in provider that raises
 
     assert outcome.status is JobStatus.QUEUED
     assert outcome.retry_in is not None

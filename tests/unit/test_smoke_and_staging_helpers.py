@@ -34,7 +34,7 @@ def options(**overrides: object) -> Options:
         "job_timeout": 60.0,
         "require_all": False,
     }
-    return Options(**{**values, **overrides})  # type: ignore[arg-type]
+    return Options(**{**values, **overrides})  # type: ignore[arg-type]  # each value's own field type
 
 
 @pytest.mark.parametrize(
