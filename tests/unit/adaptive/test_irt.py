@@ -14,6 +14,7 @@ from app.adaptive.irt import (
     A_MIN,
     B_MAX,
     B_MIN,
+    LOGIT_LIMIT,
     check_item_arrays,
     check_item_parameters,
     information,
@@ -45,6 +46,20 @@ def test_probability_stays_inside_the_open_interval_at_the_most_extreme_logits()
     assert np.all(p > 0.0)
     assert np.all(p < 1.0)
     assert p[0] < 1e-12 < 1 - 1e-12 < p[1]
+
+
+@pytest.mark.parametrize("theta", [-1e4, -800.0, 800.0, 1e4])
+@pytest.mark.parametrize("a", [A_MIN, A_MAX])
+def test_probability_saturates_inside_the_open_interval_far_beyond_the_grid(
+    theta: float, a: float
+) -> None:
+    # An ability this far out is not one the engine estimates, but probability() is public and
+    # its promise is "strictly between 0 and 1" for any θ: the logit clip keeps exp() finite.
+    p = float(probability(theta, a, 0.0))
+    near = float(probability(math.copysign(LOGIT_LIMIT / a, theta), a, 0.0))
+
+    assert 0.0 < p < 1.0
+    assert p == near  # past the clip the probability no longer moves
 
 
 @FAST
@@ -86,6 +101,49 @@ def test_information_of_an_item_peaks_at_its_difficulty(a: float, b: float, offs
     assert at_peak == pytest.approx(a * a / 4)
     assert at_peak > float(information(b - offset, a, b))
     assert at_peak > float(information(b + offset, a, b))
+
+
+@FAST
+@given(
+    a=discriminations,
+    b=difficulties,
+    offset=st.floats(min_value=0.0, max_value=1e4, allow_nan=False),
+)
+def test_information_is_symmetric_about_the_difficulty_and_finite_at_any_distance(
+    a: float, b: float, offset: float
+) -> None:
+    below = float(information(b - offset, a, b))
+    above = float(information(b + offset, a, b))
+
+    # b ± offset round differently in float64, so the two logits agree to rounding only.
+    assert below == pytest.approx(above, rel=1e-9)
+    assert 0.0 <= above <= a * a / 4
+
+
+@pytest.mark.parametrize("offset", [800.0, 1e4])
+def test_information_vanishes_without_overflow_far_from_the_difficulty(offset: float) -> None:
+    # |a(θ - b)| here is far past where exp() of it overflows (about 709).
+    values = information(np.array([-offset, offset]), A_MAX, 0.0)
+
+    assert np.all(np.isfinite(values))
+    assert values.tolist() == [0.0, 0.0]
+
+
+@FAST
+@given(theta=abilities, a=discriminations, b=difficulties)
+def test_float32_item_parameters_are_evaluated_in_float64(theta: float, a: float, b: float) -> None:
+    # Parameters may arrive as float32 (a bank loaded from a compact array); the model must
+    # compute with their exact values in float64, not round a² or the logit to float32.
+    a32, b32 = np.float32(a), np.float32(b)
+    a64, b64 = float(a32), float(b32)
+
+    for function in (probability, information):
+        narrow = function(theta, a32, b32)
+        assert narrow.dtype == np.float64
+        assert float(narrow) == float(function(theta, a64, b64))
+    assert float(log_likelihood(theta, a32, b32, True)) == float(
+        log_likelihood(theta, a64, b64, True)
+    )
 
 
 def test_information_over_a_grid_is_largest_at_the_grid_point_nearest_the_difficulty() -> None:
@@ -159,8 +217,22 @@ def test_bank_arrays_must_be_one_dimensional_and_aligned() -> None:
         check_item_arrays(np.ones((2, 2)), np.zeros((2, 2)))
 
 
-def test_bank_arrays_outside_the_limits_are_rejected() -> None:
-    with pytest.raises(ValueError, match="discrimination"):
-        check_item_arrays(np.array([1.0, 3.5]), np.zeros(2))
-    with pytest.raises(ValueError, match="difficulty"):
-        check_item_arrays(np.ones(2), np.array([0.0, np.nan]))
+def test_bank_arrays_at_the_limits_are_accepted() -> None:
+    check_item_arrays(np.array([A_MIN, A_MAX]), np.array([B_MIN, B_MAX]))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "named"),
+    [
+        ([1.0, A_MAX + 0.5], [0.0, 0.0], "discrimination"),
+        ([A_MIN - 0.1, 1.0], [0.0, 0.0], "discrimination"),
+        ([1.0, 1.0], [0.0, B_MAX + 0.5], "difficulty"),
+        ([1.0, 1.0], [B_MIN - 0.5, 0.0], "difficulty"),
+        ([1.0, 1.0], [0.0, math.nan], "difficulty"),
+    ],
+)
+def test_bank_arrays_outside_the_limits_are_rejected_naming_the_parameter(
+    a: list[float], b: list[float], named: str
+) -> None:
+    with pytest.raises(ValueError, match=f"every {named}"):
+        check_item_arrays(np.array(a), np.array(b))

@@ -90,6 +90,20 @@ def test_with_k_one_the_most_informative_item_is_chosen(
     assert info[bank.ids.index(chosen)] == info.max()
 
 
+@pytest.mark.parametrize("k", [1, 3, DEFAULT_TOP_K])
+def test_a_seeded_draw_picks_by_rank_most_informative_first(k: int) -> None:
+    # The choice is a function of the ranking and the generator's draw alone (not of the
+    # order numpy's partition leaves the candidates in), so a replayed session repeats it.
+    bank = make_bank(40, seed=5)
+    info = information(0.7, bank.a, bank.b)
+    ranked = [bank.ids[i] for i in np.argsort(-info, kind="stable")[:k]]
+
+    for seed in range(40):
+        draw = int(np.random.default_rng(seed).integers(k))
+
+        assert select_item(bank, 0.7, np.random.default_rng(seed), k=k) == ranked[draw]
+
+
 def test_choices_spread_over_exactly_the_top_k_items() -> None:
     bank = make_bank(200)
     info = information(0.4, bank.a, bank.b)
@@ -179,4 +193,20 @@ def test_a_bank_is_read_only_and_maps_ids_to_positions() -> None:
 
     assert bank.positions(["y", "missing", "x"]).tolist() == [1, 0]
     with pytest.raises(ValueError, match="read-only"):
+        bank.a[0] = 3.0
+    with pytest.raises(ValueError, match="read-only"):
         bank.b[0] = 3.0
+
+
+def test_a_bank_keeps_its_own_copy_of_the_callers_parameters() -> None:
+    a = np.array([1.0, 2.0])
+    b = np.array([0.0, 1.0])
+    bank = ItemBank(ids=("x", "y"), a=a, b=b)
+
+    # The caller's arrays stay the caller's, and writable: changing them later (here so that
+    # "x" would become the better item) does not change the bank under a selection.
+    a[0], b[1] = 3.0, 4.0
+
+    assert bank.a.tolist() == [1.0, 2.0]
+    assert bank.b.tolist() == [0.0, 1.0]
+    assert select_item(bank, 0.0, np.random.default_rng(0), k=1) == "y"
