@@ -42,7 +42,9 @@ def https_url() -> str:
 
 
 def _enforce_https(mode: str) -> Response | None:
-    if request.scheme == "https" or request.path in EXEMPT_PATHS:
+    # Schemes are case-insensitive (RFC 3986): a proxy reporting "HTTPS" must not get a
+    # redirect to the URL it already serves, over and over.
+    if request.scheme.lower() == "https" or request.path in EXEMPT_PATHS:
         return None
     if mode == "reject":
         return problem_response(

@@ -87,6 +87,18 @@ def test_port_80_is_dropped_when_the_proxy_reports_plain_http_in_capitals(report
     assert response.headers["Location"] == "https://api.example/whoami?page=2"
 
 
+@pytest.mark.parametrize("mode", ["redirect", "reject"])
+@pytest.mark.parametrize("reported", ["HTTPS", "Https"])
+def test_https_reported_in_capitals_is_https_and_served(mode: str, reported: str) -> None:
+    # A redirect here would send the client to the very URL it used: a loop without end.
+    client = make_app(settings(proxy_hops=1, https_mode=mode)).test_client()
+
+    response = client.get("/whoami", headers={"X-Forwarded-Proto": reported})
+
+    assert response.status_code == 200, response.headers.get("Location")
+    assert response.get_json()["scheme"] == reported
+
+
 @pytest.mark.parametrize("path", sorted(EXEMPT_PATHS))
 def test_probes_are_answered_over_plain_http(path: str) -> None:
     for mode in ("redirect", "reject"):
