@@ -489,6 +489,21 @@ def flakes(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def containers(session: nox.Session) -> None:
+    """Build the image, bring docker-compose.yml up, smoke-test it, then `down -v` (no leftovers).
+
+    Needs a Docker engine and compose (`docker compose` or Debian's `docker-compose`). Without a
+    registry, export the local image names first (`eval "$(python3 -m tools.container_images
+    env)"`, as .ci/run does): the base images and the app image are then built here, cached.
+    `-- --no-build` reuses mastery:local; other arguments go to the smoke suite's pytest.
+    """
+    if shutil.which("docker") is None:
+        session.error("no docker client: see docs/developer-guide.md, 'A Docker engine'")
+    install_locked(session)
+    session.run("python", "-m", "ops.containers.containers", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
 def serve(session: nox.Session) -> None:
     """Serve the platform on http://127.0.0.1:5000 with demo data (`-- --port N` to change)."""
     parser = argparse.ArgumentParser(prog="nox -s serve --", description=serve.__doc__)

@@ -499,7 +499,8 @@ def generate_mutants(max_children: int) -> None:
     """Copy the tree into mutants/ and write the mutants, without running tests, so that a
     diff-scoped run knows which changed functions have any mutants. mutmut has no command for
     this step alone; these are the calls `mutmut run` starts with (mutmut is pinned)."""
-    from mutmut.__main__ import copy_also_copy_files, copy_src_dir, create_mutants
+    from mutmut.__main__ import create_mutants
+    from mutmut.utils.file_utils import copy_also_copy_files, copy_src_dir
 
     MUTANTS_DIR.mkdir(exist_ok=True)
     copy_src_dir()

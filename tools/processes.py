@@ -157,7 +157,7 @@ class ProcessGroup:
 
 def wait_until(
     what: str,
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     timeout: float,
     alive: Callable[[], None] | None = None,
     *,

@@ -28,13 +28,7 @@ from app.adaptive.irt import (
     probability,
 )
 from app.adaptive.mastery import MasteryRule
-from app.adaptive.selection import (
-    DEFAULT_TOP_K,
-    ItemBank,
-    recently_seen,
-    select_item,
-    select_random_item,
-)
+from app.adaptive.selection import DEFAULT_TOP_K, ItemBank, select_item, select_random_item
 
 __all__ = [
     "A_MAX",
@@ -52,7 +46,6 @@ __all__ = [
     "information",
     "make_grid",
     "probability",
-    "recently_seen",
     "select_item",
     "select_random_item",
     "update_difficulty",

@@ -3,7 +3,8 @@
 The most informative item at the current θ is the best next question, but always serving it
 would show the same few items to everyone (and leak them). So the selector picks uniformly at
 random among the `k` most informative items that are not excluded; `k = 1` is pure maximum
-information. Items seen recently are excluded by the caller (see `recently_seen`).
+information. Items seen recently are excluded by the caller (the learning service flags a
+learner's latest answers in its bank query: app/learning/queries.py, `BANK`).
 
 The bank's parameters live in numpy arrays, so one selection is one vectorised information
 evaluation plus an `argpartition` (linear time, no full sort): well under a millisecond for
@@ -13,7 +14,7 @@ generator makes every choice reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -70,15 +71,6 @@ class ItemBank:
         return np.fromiter(
             (position[item_id] for item_id in item_ids if item_id in position), dtype=np.intp
         )
-
-
-def recently_seen(history: Sequence[str], last_n: int) -> frozenset[str]:
-    """The ids of the items in the last `last_n` attempts of `history` (oldest first)."""
-    if last_n < 0:
-        raise ValueError(f"last_n must be >= 0, got {last_n}")
-    if last_n == 0:
-        return frozenset()
-    return frozenset(history[-last_n:])
 
 
 def select_item(

@@ -2,8 +2,9 @@
 versioned prompt templates they render.
 
 This package owns what is sent to a language model and how its answers are validated. It
-never sees learner PII: inputs carry ids and content only. Callers pick an implementation with
-`build_provider(settings)` and decide their own fallbacks when an `AIProviderError` is raised.
+never sees learner PII: inputs carry ids and content only. The application builds its providers
+once (`app.ai.runtime.build_ai_providers`, reached through `ai_providers(app)`); callers
+decide their own fallbacks when an `AIProviderError` is raised.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from app.ai.errors import (
     ProviderRequestError,
     ProviderUnavailableError,
 )
-from app.ai.factory import build_provider
 from app.ai.models import (
     GeneratedItems,
     GradeResult,
@@ -45,5 +45,4 @@ __all__ = [
     "ProviderUnavailableError",
     "SkillBrief",
     "Usage",
-    "build_provider",
 ]

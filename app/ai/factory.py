@@ -1,21 +1,13 @@
-"""Choosing the provider the settings ask for."""
+"""The OpenAI-compatible provider the settings describe (app/ai/runtime.py builds the
+application's providers from it, or the offline one)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app.ai.errors import AIConfigurationError
-from app.ai.offline import OfflineProvider
 from app.ai.openai_compatible import OpenAICompatibleProvider
-from app.ai.provider import Provider
 from app.config import Settings
-
-
-def build_provider(settings: Settings) -> Provider:
-    """The offline provider, or the OpenAI-compatible one when `AI_PROVIDER=openai`."""
-    if settings.ai_provider == "offline":
-        return OfflineProvider()
-    return openai_provider(settings)
 
 
 def openai_provider(settings: Settings, **options: Any) -> OpenAICompatibleProvider:

@@ -14,9 +14,10 @@ Answers: `429` problem+json with `Retry-After`; `RateLimit-Limit`, `RateLimit-Re
 When the counter storage (Redis) cannot be reached, the route's class decides: login, register
 and refresh fail **closed** (`503` with `Retry-After`: their brute-force protection is gone);
 every other route fails **open** (the request proceeds unlimited). Both outcomes are counted
-(`storage_unavailable_counts()`) and logged at WARNING with the request id. After a failure the
-storage is left alone for `RATELIMIT_STORAGE_RETRY_SECONDS`, so an outage does not add a
-connection timeout to every request. docs/security.md ("Rate limits") has the reasoning.
+(`mastery_ratelimit_storage_unavailable_total{outcome}`) and logged at WARNING with the request
+id. After a failure the storage is left alone for `RATELIMIT_STORAGE_RETRY_SECONDS`, so an
+outage does not add a connection timeout to every request. docs/security.md ("Rate limits")
+has the reasoning.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ import hmac
 import ipaddress
 import logging
 import math
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -118,21 +117,10 @@ def route_limits(settings: Settings) -> dict[str, RouteLimits]:
 
 # --- the storage-unavailable counter ----------------------------------------------------------
 
-_storage_unavailable: Counter[str] = Counter()
-_storage_unavailable_lock = threading.Lock()
-
-
-def storage_unavailable_counts() -> dict[str, int]:
-    """Requests decided without the counter storage in this process, by outcome: `closed`
-    (refused with 503) and `open` (let through). Also counted, across processes, as the
-    Prometheus counter `mastery_ratelimit_storage_unavailable_total{outcome}`."""
-    with _storage_unavailable_lock:
-        return dict(_storage_unavailable)
-
 
 def _count_storage_unavailable(outcome: OnStorageDown) -> None:
-    with _storage_unavailable_lock:
-        _storage_unavailable[outcome.value] += 1
+    """One request decided without the counter storage: `closed` (refused with 503) or `open`
+    (let through), counted as `mastery_ratelimit_storage_unavailable_total{outcome}`."""
     metrics.record_ratelimit_storage_unavailable(outcome.value)
 
 

@@ -1,30 +1,28 @@
-"""Choosing a provider from settings, and the retry timing rules on their own."""
+"""The providers the settings describe (through `build_ai_providers`, what the application
+builds at start-up), and the retry timing rules on their own."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from app.ai import AIConfigurationError, build_provider
-from app.ai.offline import OfflineProvider
+from app.ai import AIConfigurationError
 from app.ai.openai_compatible import OpenAICompatibleProvider
 from app.ai.resilience import RetryPolicy, parse_retry_after
+from app.ai.runtime import build_ai_providers
 from app.config import Settings
 
 
-def settings(**overrides: object) -> Settings:
+def settings(**overrides: Any) -> Settings:
     return Settings(_env_file=None, app_env="test", **overrides)
 
 
-def test_offline_is_the_default_provider() -> None:
-    assert isinstance(build_provider(settings()), OfflineProvider)
-
-
-def test_openai_provider_is_built_from_the_settings() -> None:
-    provider = build_provider(
+def test_openai_providers_are_built_from_the_settings() -> None:
+    providers = build_ai_providers(
         settings(
             ai_provider="openai",
             ai_base_url="https://llm.invalid/v1/",
@@ -33,21 +31,24 @@ def test_openai_provider_is_built_from_the_settings() -> None:
         )
     )
 
-    assert isinstance(provider, OpenAICompatibleProvider)
-    assert provider.url == "https://llm.invalid/v1/chat/completions"
-    assert provider.model == "some-model"
-    assert provider.timeout == httpx.Timeout(30.0, connect=5.0)
-    provider.close()
+    for provider in (providers.interactive, providers.background):
+        assert isinstance(provider, OpenAICompatibleProvider)
+        assert provider.url == "https://llm.invalid/v1/chat/completions"
+        assert provider.model == "some-model"
+        assert provider.timeout == httpx.Timeout(30.0, connect=5.0)
+        assert provider._api_key == "sk-x"
+    providers.close()
 
 
 def test_openai_without_a_key_sends_no_authorization() -> None:
-    provider = build_provider(
+    providers = build_ai_providers(
         settings(ai_provider="openai", ai_base_url="http://127.0.0.1:11434/v1", ai_model="m")
     )
 
-    assert isinstance(provider, OpenAICompatibleProvider)
-    assert provider._api_key is None
-    provider.close()
+    for provider in (providers.interactive, providers.background):
+        assert isinstance(provider, OpenAICompatibleProvider)
+        assert provider._api_key is None
+    providers.close()
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def test_openai_without_base_url_or_model_is_a_configuration_error(
     overrides: dict[str, str],
 ) -> None:
     with pytest.raises(AIConfigurationError, match="AI_BASE_URL and AI_MODEL"):
-        build_provider(settings(ai_provider="openai", **overrides))
+        build_ai_providers(settings(ai_provider="openai", **overrides))
 
 
 def test_backoff_doubles_up_to_the_cap_plus_bounded_jitter() -> None:

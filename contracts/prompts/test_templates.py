@@ -85,7 +85,7 @@ def test_render_refuses_missing_or_unexpected_fields(
     (tmp_path / "greet.v1.txt").write_text("[user]\nHello $who\n")
 
     with pytest.raises(TemplateError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        PromptRegistry(tmp_path).render("greet", **fields)
+        PromptRegistry(tmp_path).render("greet", None, **fields)
 
 
 @pytest.mark.parametrize(("name", "version"), [("nothing", None), ("greet", 3)])

@@ -199,7 +199,8 @@ def test_missing_kid_is_401(
 def test_wrong_issuer_or_audience_is_401(
     app: APIFlask, client: FlaskClient, make_user: Callable[..., User], claim: str
 ) -> None:
-    assert_401_problem(client, forge(app, make_user(), **{claim: "someone-else"}))
+    wrong: dict[str, Any] = {claim: "someone-else"}  # a claim, never forge's own keywords
+    assert_401_problem(client, forge(app, make_user(), **wrong))
 
 
 def test_refresh_token_used_as_access_token_is_401(

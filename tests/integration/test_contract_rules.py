@@ -21,7 +21,9 @@ AsUser = Callable[[User], dict[str, str]]
 
 
 def component(app: APIFlask, name: str) -> dict[str, Any]:
-    schema: dict[str, Any] = app.spec["components"]["schemas"][name]
+    spec = app.spec
+    assert isinstance(spec, dict)  # APIFlask's property may also give the YAML text
+    schema: dict[str, Any] = spec["components"]["schemas"][name]
     return schema
 
 

@@ -336,7 +336,9 @@ def test_a_second_run_at_the_same_time_on_the_same_servers_passes_on_data_of_its
 
 
 def _database_exists(connection: Connection, name: str) -> bool:
-    found = connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+    found: int | None = connection.scalar(
+        text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+    )
     return found == 1
 
 

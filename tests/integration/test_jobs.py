@@ -24,12 +24,12 @@ from app.ai import Provider
 from app.ai.runtime import EXTENSION, ai_providers
 from app.audit.models import AuditRecord
 from app.auth.models import Role, User
-from app.config import Settings
 from app.content.models import Course, Item, ItemOrigin, ItemStatus
-from app.db import get_database, utcnow
+from app.db import utcnow
 from app.jobs import generation
 from app.jobs.models import Job, JobKind, JobStatus
 from tests.ai_fakes import AI_BASE_URL, completion, drafts, http_provider
+from tests.conftest import MakeApp
 
 AsUser = Callable[[User], dict[str, str]]
 
@@ -243,25 +243,15 @@ def test_a_job_with_no_valid_draft_fails_its_attempt(
 
 
 def test_a_broker_that_is_down_answers_503_and_records_the_job_as_failed(
-    settings: Settings,
-    app: APIFlask,
-    db_connection: Any,
+    make_app: MakeApp,
     course: Course,
     owner: User,
     as_user: AsUser,
     db_session: Session,
 ) -> None:
-    from app import create_app
+    broken = make_app(jobs_eager=False, celery_broker_url="redis://127.0.0.1:9/0")
 
-    unreachable = settings.model_copy(
-        update={"jobs_eager": False, "celery_broker_url": "redis://127.0.0.1:9/0"}
-    )
-    broken = create_app(unreachable)
-    get_database(broken).bind_to_connection(db_connection)
-    try:
-        response = start_job(broken.test_client(), course, as_user(owner))
-    finally:
-        get_database(broken).engine.dispose()
+    response = start_job(broken.test_client(), course, as_user(owner))
 
     assert response.status_code == 503
     assert response.content_type == "application/problem+json"

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from apiflask import APIFlask
@@ -26,16 +25,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from app import create_app
 from app.ai.offline import OfflineProvider
 from app.audit.models import AuditRecord
 from app.config import Settings
 from app.content.models import Course, Item
-from app.db import get_database, utcnow
+from app.db import utcnow
 from app.jobs import generation, sweeper
 from app.jobs.celery_app import get_celery
 from app.jobs.errors import WORKER_LOST_NO_ATTEMPT_LEFT, WORKER_LOST_REQUEUED
 from app.jobs.models import Job, JobKind, JobStatus
+from tests.conftest import MakeApp
 
 TIMEOUT = timedelta(minutes=5)
 MakeJob = Callable[..., Job]
@@ -390,18 +389,12 @@ def test_the_sweeper_step_runs_on_the_workers_timer_and_stops_with_it(settings: 
 
 
 def test_flask_jobs_sweep_with_the_broker_down_changes_nothing_and_says_so(
-    settings: Settings, db_connection: Any, db_session: Session, make_job: MakeJob
+    make_app: MakeApp, db_session: Session, make_job: MakeJob
 ) -> None:
     stuck = make_job()
-    unreachable = settings.model_copy(
-        update={"jobs_eager": False, "celery_broker_url": "redis://127.0.0.1:9/0"}
-    )
-    broken = create_app(unreachable)
-    get_database(broken).bind_to_connection(db_connection)
-    try:
-        result = broken.test_cli_runner().invoke(args=["jobs", "sweep"])
-    finally:
-        get_database(broken).engine.dispose()
+    broken = make_app(jobs_eager=False, celery_broker_url="redis://127.0.0.1:9/0")
+
+    result = broken.test_cli_runner().invoke(args=["jobs", "sweep"])
 
     assert result.exit_code == 1
     assert "nothing swept: the broker or the database is unavailable" in result.output

@@ -107,7 +107,7 @@ def test_correct_and_wrong_answers_move_theta_and_calibration_the_right_way(
     session = start_practice(client, bank_course, headers)
 
     first = client.get(f"/sessions/{session['id']}/next", headers=headers).get_json()["item"]
-    b_before = db_session.get(Item, first["id"]).b
+    b_before = db_session.get_one(Item, first["id"]).b
     right = client.post(
         f"/sessions/{session['id']}/attempts",
         json={"item_id": first["id"], "response": 0},
@@ -127,7 +127,7 @@ def test_correct_and_wrong_answers_move_theta_and_calibration_the_right_way(
     assert wrong["estimate"]["theta"] < right["estimate"]["theta"]
     assert wrong["feedback"].startswith("Not quite")
     db_session.expire_all()
-    assert db_session.get(Item, first["id"]).b < b_before  # answered right: easier
+    assert db_session.get_one(Item, first["id"]).b < b_before  # answered right: easier
 
 
 def test_next_repeats_the_served_item_until_it_is_answered(
@@ -143,6 +143,55 @@ def test_next_repeats_the_served_item_until_it_is_answered(
     state = client.get(f"/sessions/{session['id']}", headers=headers).get_json()
     assert state["pending_item_id"] == first["item"]["id"]
     assert state["served"] == 1
+
+
+def test_next_skips_the_learners_recent_answers_to_the_skill_across_sessions_until_none_is_left(
+    client: FlaskClient,
+    make_course: Callable[..., Course],
+    learner: User,
+    as_user: Callable[[User], Headers],
+    db_session: Session,
+) -> None:
+    """The exclusion is the bank query's `recent` flag (the learner's latest answers to the
+    skill, whichever session they came from); with every item recent, /next serves one anyway."""
+    course = make_course(status=CourseStatus.PUBLISHED)
+    for i in range(3):
+        db_session.add(
+            Item(
+                skill_id=course.skills[0].id,
+                kind=ItemKind.MCQ,
+                prompt=f"Question {i}",
+                choices=[{"text": "right", "correct": True}, {"text": "wrong", "correct": False}],
+                a=1.0,
+                b=0.0,  # equally informative: only the exclusion tells them apart
+                status=ItemStatus.PUBLISHED,
+            )
+        )
+    db_session.commit()
+    headers = as_user(learner)
+
+    def serve_and_answer(session_id: str) -> str:
+        served = client.get(f"/sessions/{session_id}/next", headers=headers)
+        assert served.status_code == 200, served.get_json()
+        item_id: str = served.get_json()["item"]["id"]
+        answered = client.post(
+            f"/sessions/{session_id}/attempts",
+            json={"item_id": item_id, "response": 0},
+            headers=headers,
+        )
+        assert answered.status_code == 201, answered.get_json()
+        return item_id
+
+    first_session = start_practice(client, course, headers)["id"]
+    earlier = [serve_and_answer(first_session) for _ in range(2)]
+    second_session = start_practice(client, course, headers)["id"]
+    third = serve_and_answer(second_session)
+    fallback = serve_and_answer(second_session)
+
+    bank = {str(item.id) for item in course.skills[0].items}
+    assert len({*earlier, third}) == 3  # never a recent answer while another item is left
+    assert {*earlier, third} == bank
+    assert fallback in bank  # every item recent: one is served all the same
 
 
 def test_practice_goes_on_when_the_skill_state_row_is_gone(

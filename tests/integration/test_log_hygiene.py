@@ -15,6 +15,7 @@ import respx
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from app.auth.models import User
 from app.content.models import Course
@@ -73,7 +74,7 @@ def test_a_full_flow_logs_no_password_token_key_or_secret(
             secrets.update({token, token.rsplit(".", 1)[1]})  # the whole token and its signature
         return pair
 
-    def log_in(password: str) -> httpx.Response:
+    def log_in(password: str) -> TestResponse:
         return client.post("/auth/login", json={"email": EMAIL, "password": password})
 
     registered = client.post(

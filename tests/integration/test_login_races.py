@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.auth import passwords, service
+from app.auth import passwords
 from app.auth.models import User
 from tests.conftest import PASSWORD, bearer
 
@@ -63,7 +63,7 @@ def test_a_login_with_the_old_password_racing_a_change_never_outlives_it(
             changed.wait(WAIT)
         return result
 
-    monkeypatch.setattr(service.passwords, "verify_password", verify_then_wait_for_the_change)
+    monkeypatch.setattr(passwords, "verify_password", verify_then_wait_for_the_change)
     raced: list[Any] = []
     racer = threading.Thread(target=lambda: raced.append(login(app, email)), name="login")
     racer.start()
@@ -126,7 +126,7 @@ def test_a_login_racing_a_change_to_the_same_password_it_offers_succeeds(
             return real_verify(stored, PASSWORD)  # as if NEW_PASSWORD matched the old hash
         return real_verify(stored, password)
 
-    monkeypatch.setattr(service.passwords, "verify_password", change_during_the_first_check)
+    monkeypatch.setattr(passwords, "verify_password", change_during_the_first_check)
 
     answer = login(app, user.email, NEW_PASSWORD)
 
@@ -167,7 +167,7 @@ def test_of_two_racing_password_changes_the_second_to_lock_is_refused(
             fast.join(WAIT)
         return real_verify(stored, password)
 
-    monkeypatch.setattr(service.passwords, "verify_password", let_the_other_change_commit_first)
+    monkeypatch.setattr(passwords, "verify_password", let_the_other_change_commit_first)
     slow = threading.Thread(target=change, args=("slow", NEW_PASSWORD + " two"), name="slow")
     slow.start()
     slow.join(WAIT)

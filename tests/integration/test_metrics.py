@@ -23,14 +23,11 @@ from prometheus_client.samples import Sample
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
-from app import create_app
 from app.ai.runtime import AIProviders
 from app.auth.models import Role, User
-from app.config import Settings
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
-from app.db import get_database
 from tests.ai_fakes import openai_providers
-from tests.conftest import PASSWORD, bearer, start_practice
+from tests.conftest import PASSWORD, MakeApp, bearer, start_practice
 
 AI_BASE_URL = "https://ai.test/v1"
 METRICS_TOKEN = "metrics-token-for-tests-0123456789abcdef"
@@ -345,18 +342,14 @@ def test_running_jobs_past_their_deadline_are_counted_with_how_late_the_oldest_i
 
 
 @pytest.fixture
-def production_client(settings: Settings) -> Iterator[FlaskClient]:
-    hardened = settings.model_copy(
-        update={
-            "app_env": "production",
-            "jobs_eager": False,
-            "ratelimit_enabled": True,
-            "metrics_token": SecretStr(METRICS_TOKEN),
-        }
+def production_client(make_app: MakeApp) -> FlaskClient:
+    app = make_app(
+        app_env="production",
+        jobs_eager=False,
+        ratelimit_enabled=True,
+        metrics_token=SecretStr(METRICS_TOKEN),
     )
-    app = create_app(hardened)
-    yield app.test_client()
-    get_database(app).engine.dispose()
+    return app.test_client()
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,8 @@ def healthz_counts_by_pid(multiproc_dir: Path) -> dict[str, float]:
     counts: dict[str, float] = {}
     for path in multiproc_dir.glob("counter_*.db"):
         pid = path.stem.removeprefix("counter_")
-        for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(str(path)):
+        values = MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
+        for key, value, _timestamp, _pos in values:
             if '"mastery_http_requests_total"' in key and '"/healthz"' in key:
                 counts[pid] = counts.get(pid, 0.0) + value
     return counts

@@ -9,7 +9,6 @@ to the same Redis. The offline provider answers, so nothing leaves the machine.
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,14 @@ from app.content.models import Course
 from app.jobs.models import Job, JobStatus
 from app.observability import worker_metrics
 from tests.conftest import PASSWORD, TEST_SECRET, bearer
-from tests.processes import base_env, celery_worker_command, free_port, launch, stop
+from tools.processes import (
+    base_env,
+    celery_worker_command,
+    free_port,
+    launch,
+    stop,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.commits, pytest.mark.redis, pytest.mark.xdist_group("worker")]
 
@@ -91,12 +97,7 @@ def jobs_total(url: str, status: str, token: str | None = None) -> float | None:
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)  # polling another process; nothing to wait on
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(what, condition, WAIT_SECONDS, failure=AssertionError, interval=0.2)
 
 
 def test_a_job_run_by_the_worker_is_counted_on_the_worker_metrics_endpoint(

@@ -29,6 +29,7 @@ from limits import parse
 from limits.errors import StorageError
 from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.auth.models import Role, User
 from app.config import Settings
@@ -340,9 +341,10 @@ def test_a_request_costs_one_redis_round_trip_per_limit_headers_included(
     limiter = get_limiter(app)
     assert limiter is not None
     assert isinstance(limiter.storage, RedisStorage)
-    connection = limiter.storage.get_connection()
+    # The client itself: get_connection() returns it typed as a narrow protocol of `limits`.
+    connection: redis.Redis = limiter.storage.storage
     commands: list[str] = []
-    send = connection.execute_command
+    send: Callable[..., Any] = connection.execute_command  # redis-py leaves it unannotated
 
     def counting(*args: Any, **options: Any) -> Any:
         commands.append(str(args[0]))
@@ -439,10 +441,11 @@ def test_the_windows_a_hit_reports_are_what_the_library_reads_from_redis(
     # The window's clock is its counter's TTL in Redis: age the current counter to just past one
     # period, where the next hit shifts it into the previous window, instead of sleeping it out.
     storage = limiter.storage
+    assert isinstance(storage, RedisStorage)
     window_key = item.key_for(key)
     current = storage.prefixed_key(storage._current_window_key(window_key))
     previous = storage.prefixed_key(storage._previous_window_key(window_key))
-    redis_view = storage.get_connection()
+    redis_view: redis.Redis = storage.storage  # the client behind get_connection()'s protocol
     assert not redis_view.exists(previous)
     assert redis_view.pexpire(current, item.get_expiry() * 1000 - 1)
     later = compare(4, previous_hits=len(first))
@@ -565,6 +568,19 @@ def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
     ]
 
 
+def storage_unavailable_counts(client: FlaskClient) -> dict[str, float]:
+    """`mastery_ratelimit_storage_unavailable_total` by outcome, as /metrics exposes it (the
+    registry is the process's: compare before and after)."""
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200, scraped.get_data(as_text=True)[:300]
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(scraped.get_data(as_text=True))
+        for sample in family.samples
+        if sample.name == "mastery_ratelimit_storage_unavailable_total"
+    }
+
+
 def test_with_redis_down_auth_fails_closed_and_everything_else_fails_open(
     make_app: MakeApp,
     make_user: Callable[..., User],
@@ -578,7 +594,7 @@ def test_with_redis_down_auth_fails_closed_and_everything_else_fails_open(
     headers = as_user(user)
     assert login(client, user.email).status_code == 200
     assert client.get("/courses", headers=headers).status_code == 200
-    before = rate_limits.storage_unavailable_counts()
+    before = storage_unavailable_counts(client)
 
     killable_redis.stop()
     caplog.set_level(logging.WARNING, logger=rate_limits.__name__)
@@ -596,7 +612,7 @@ def test_with_redis_down_auth_fails_closed_and_everything_else_fails_open(
     assert practice.status_code == 404  # through to the route, unlimited
     assert not any(name in read.headers for name in HEADERS)
 
-    after = rate_limits.storage_unavailable_counts()
+    after = storage_unavailable_counts(client)
     assert after.get("closed", 0) - before.get("closed", 0) == 2
     assert after.get("open", 0) - before.get("open", 0) == 2
     logged = outage_warnings(caplog)

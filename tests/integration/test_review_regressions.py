@@ -143,11 +143,11 @@ def test_only_a_learners_first_answer_calibrates_an_item(
             headers=headers,
         )
         db_session.expire_all()
-        difficulties.append(db_session.get(Item, item.id).b)
+        difficulties.append(db_session.get_one(Item, item.id).b)
 
     assert difficulties[0] < 0.0  # answered right: the item looks easier
     assert difficulties[1] == difficulties[2] == difficulties[0]
-    assert db_session.get(Item, item.id).calibration_attempts == 1
+    assert db_session.get_one(Item, item.id).calibration_attempts == 1
 
 
 def test_practice_stops_when_the_course_is_unpublished(

@@ -23,7 +23,7 @@ from app.db import utcnow
 from tests.conftest import PASSWORD, bearer
 from tests.integration.test_auth_tokens import forge
 
-Login = Callable[[User], dict[str, str]]
+Login = Callable[..., dict[str, str]]  # (user, password=PASSWORD): tests/conftest.py `login`
 NEW_PASSWORD = "violet kettle ferry mosaic"
 
 

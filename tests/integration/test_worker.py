@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from apiflask import APIFlask
+from kombu import Connection
+from kombu.transport.redis import Channel as RedisChannel
+from kombu.transport.redis import QoS as RedisQoS
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -38,8 +42,8 @@ from app.jobs.errors import WORKER_LOST_NO_ATTEMPT_LEFT, WORKER_LOST_REQUEUED
 from app.jobs.models import Job, JobStatus
 from tests.ai_fakes import completion_body, drafts
 from tests.conftest import TEST_SECRET, bearer
-from tests.processes import base_env, celery_worker_command
 from tests.sentry_fakes import serve_envelopes
+from tools.processes import base_env, celery_worker_command, wait_until
 
 pytestmark = [pytest.mark.commits, pytest.mark.redis, pytest.mark.xdist_group("worker")]
 
@@ -217,15 +221,30 @@ def wait_for(
     workers: list[Worker],
     timeout: float = WAIT_SECONDS,
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    logs = "\n\n".join(worker.output() for worker in workers)
-    raise AssertionError(
-        f"timed out after {timeout:.0f} s waiting for {what}; worker output:\n{logs}"
-    )
+    try:
+        wait_until(what, condition, timeout, interval=0.2)
+    except TimeoutError as timed_out:
+        logs = "\n\n".join(worker.output() for worker in workers)
+        raise AssertionError(f"{timed_out}; worker output:\n{logs}") from None
+
+
+def unacknowledged(client: redis.Redis, queue: str) -> list[str]:
+    """Delivery tags of the messages of `queue` delivered and not acknowledged (kombu's
+    `unacked` hash: [message, exchange, routing key] by delivery tag)."""
+    return [
+        tag.decode() if isinstance(tag, bytes) else tag
+        for tag, raw in client.hgetall("unacked").items()
+        if json.loads(raw)[2] == queue
+    ]
+
+
+def broker_holds_nothing(client: redis.Redis, queue: str) -> bool:
+    """True when Redis holds no message of `queue`: none waiting in its lists (one per priority
+    step, all named after the queue) and none delivered but unacknowledged. With late
+    acknowledgement a delivery stays unacknowledged until its run ended, so then every delivery
+    so far has run to its end."""
+    waiting = sum(int(client.llen(key)) for key in client.scan_iter(match=f"{queue}*"))
+    return waiting == 0 and not unacknowledged(client, queue)
 
 
 def job_row(db_session: Session, job_id: uuid.UUID) -> Job:
@@ -339,6 +358,8 @@ def test_a_pool_process_killed_mid_task_is_redelivered_and_completes_once(
     owner_and_course: tuple[User, Course],
     fake_llm: FakeLLM,
     db_session: Session,
+    redis_client: redis.Redis,
+    job_queue: str,
 ) -> None:
     worker = start_worker()
     fake_llm.gate.clear()  # the model "thinks" until the test says otherwise
@@ -357,8 +378,15 @@ def test_a_pool_process_killed_mid_task_is_redelivered_and_completes_once(
     job = job_row(db_session, job_id)
     assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 2), worker.output()
     assert item_count(db_session, job_id) == 3
-    time.sleep(2)  # a stray duplicate delivery would land by now
+    # Every delivery of the job's messages (the killed one, its redelivery, a deferral) has run
+    # to its end once none is left in the broker: a duplicate would have added items by then.
+    wait_for(
+        partial(broker_holds_nothing, redis_client, job_queue),
+        "the broker to hold no message of the job's queue",
+        [worker],
+    )
     assert item_count(db_session, job_id) == 3
+    assert job_row(db_session, job_id).status is JobStatus.SUCCEEDED
 
 
 def audit_actions(db_session: Session, job_id: uuid.UUID) -> list[tuple[str, str | None]]:
@@ -454,6 +482,9 @@ def test_with_the_sweeper_off_an_operator_requeue_completes_a_killed_workers_job
     owner_and_course: tuple[User, Course],
     fake_llm: FakeLLM,
     db_session: Session,
+    redis_client: redis.Redis,
+    redis_url: str,
+    job_queue: str,
 ) -> None:
     worker_env["JOB_SWEEP_INTERVAL_SECONDS"] = "0"  # the manual path of docs/runbooks/stuck-jobs.md
     first = start_worker()
@@ -462,6 +493,7 @@ def test_with_the_sweeper_off_an_operator_requeue_completes_a_killed_workers_job
     wait_for(fake_llm.received.is_set, "the worker to call the model", [first])
     first.kill()  # parent and pool: nobody is left to redeliver or record anything
     fake_llm.gate.set()
+    (original,) = unacknowledged(redis_client, job_queue)  # the killed run's delivery
 
     job = job_row(db_session, job_id)
     assert job.status is JobStatus.RUNNING
@@ -483,7 +515,25 @@ def test_with_the_sweeper_off_an_operator_requeue_completes_a_killed_workers_job
     assert (job.attempts, job.max_attempts) == (2, 4)  # counted, not reset; 3 more allowed
     assert job.last_error == "re-queued by an operator (it was stuck)"
     assert item_count(db_session, job_id) == 2
-    time.sleep(2)  # the original, unacknowledged message may come back: it must change nothing
+    # The killed run's delivery was never acknowledged. A worker's kombu puts it back in the
+    # queue once the visibility timeout has passed, on a scan of the unacknowledged index it runs
+    # about every 100 s; the test makes kombu's own restore of that one delivery now instead,
+    # then waits for the returned delivery to find the job finished.
+    with Connection(redis_url) as broker:
+        channel = broker.default_channel
+        assert isinstance(channel, RedisChannel)
+        assert isinstance(channel.qos, RedisQoS)
+        channel.qos.restore_by_tag(original)
+    wait_for(
+        lambda: "job.already_finished" in event_names(job_events(second, job)),
+        "the original delivery to come back and find the job finished",
+        [first, second],
+    )
+    wait_for(
+        partial(broker_holds_nothing, redis_client, job_queue),
+        "the broker to hold no message of the job's queue",
+        [second],
+    )
     assert item_count(db_session, job_id) == 2
     assert job_row(db_session, job_id).status is JobStatus.SUCCEEDED
     assert "no stuck jobs" in web.test_cli_runner().invoke(args=["jobs", "stuck"]).output

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from app.db import get_database
 from app.migrations import MIGRATIONS_DIR, alembic_config
 from tests.plugins.services import services_of
+from tests.plugins.xdist_node import WorkerNode
 
 TEMPLATE_PREFIX = "mastery_tmpl_"
 WORKER_PREFIX = "mastery_test_"
@@ -153,7 +154,10 @@ def ensure_template(server_url: str, fingerprint: str | None = None) -> Template
 
 
 def _database_oid(conn: Connection, name: str) -> int | None:
-    return conn.scalar(text("SELECT oid FROM pg_database WHERE datname = :n"), {"n": name})
+    oid: int | None = conn.scalar(
+        text("SELECT oid FROM pg_database WHERE datname = :n"), {"n": name}
+    )
+    return oid
 
 
 def drop_template_if_unused(conn: Connection, name: str) -> bool:
@@ -273,7 +277,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: object) -> None:
+def pytest_configure_node(node: WorkerNode) -> None:
     config: pytest.Config = node.config
     node.workerinput["mastery_template"] = config.stash.get(TEMPLATE_KEY, "")
     node.workerinput["mastery_run_id"] = str(os.getpid())
@@ -291,8 +295,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     elif report.when == "teardown":
         setup = _setup_seconds.pop(report.nodeid, 0.0)
         for key, value in report.user_properties:
-            if key == ISOLATION_MS:
-                _isolation_samples.append(float(value))
+            if key == ISOLATION_MS and isinstance(value, float):
+                _isolation_samples.append(value)
                 _overhead_samples.append((setup + report.duration) * 1000)
 
 

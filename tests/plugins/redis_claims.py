@@ -75,7 +75,7 @@ def database_count(client: redis.Redis) -> int:
     """The server's number of logical databases (16 when CONFIG is not allowed)."""
     try:
         answer = client.config_get("databases")
-        return int(answer.get("databases", 16))
+        return int(answer.get("databases") or 16)
     except redis.ResponseError:
         return 16
 
@@ -96,7 +96,7 @@ class Claim:
     def url(self) -> str:
         return f"{self.server}/{self.database}"
 
-    def _run(self, script: str, *args: object) -> int:
+    def _run(self, script: str, *args: str | int) -> int:
         return int(self._client.eval(script, 2, CLAIM_KEY, MARKER_KEY, self.owner, *args))
 
     def flush(self) -> None:

@@ -167,8 +167,9 @@ def test_keep_logs_copies_the_matching_files_and_only_the_latest_runs(tmp_path: 
 # --- the workflows ------------------------------------------------------------------------------
 
 
-def workflow(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+def workflow(name: str) -> dict[str | bool, Any]:
+    """A workflow file; PyYAML reads its bare key `on` as True."""
+    data: dict[str | bool, Any] = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
     return data
 
 

@@ -70,8 +70,9 @@ def unwritten_key_words(feedback: str, request: GradingRequest) -> set[str]:
     return _tokens(feedback) & (key - _tokens(request.response))
 
 
-class ModelProvider:
-    """A model whose free-text feedback is whatever the strategy drew (it may quote the key)."""
+class ModelProvider(OfflineProvider):
+    """A model whose free-text feedback is whatever the strategy drew (it may quote the key);
+    only its grading is asked for (the rest of the Provider interface is the offline one's)."""
 
     name = "openai"
 
@@ -89,7 +90,7 @@ class ModelProvider:
         )
 
 
-class BrokenProvider:
+class BrokenProvider(OfflineProvider):
     name = "openai"
 
     def grade_short_answer(self, item: GradingRequest) -> GradeResult:

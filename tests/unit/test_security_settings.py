@@ -3,6 +3,8 @@ environments refusing the unsafe values."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -46,7 +48,7 @@ def test_an_unknown_https_mode_or_a_negative_hop_count_is_refused() -> None:
     ],
 )
 def test_hardened_environments_refuse_plain_http_and_the_null_origin(
-    override: dict[str, object], named: str
+    override: dict[str, Any], named: str
 ) -> None:
     with pytest.raises(InsecureConfigError, match=named):
         create_app(hardened(**override))

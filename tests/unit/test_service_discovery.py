@@ -3,6 +3,8 @@ throwaway server of the run's own before a shared one)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.plugins.redis_claims import server_url
@@ -17,8 +19,8 @@ def fail_if_called(*_args: object) -> Service:
     raise AssertionError("this source must not be tried")
 
 
-def probes(**overrides: object) -> Probes:
-    base: dict[str, object] = {
+def probes(**overrides: Any) -> Probes:
+    base: dict[str, Any] = {  # each probe's own type: Probes checks none of them
         "env": {},
         "docker": never,
         "port_open": never,

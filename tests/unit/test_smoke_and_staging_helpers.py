@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import pytest
@@ -99,14 +100,22 @@ def test_a_problem_document_needs_its_media_type_and_every_promised_field() -> N
         expect_problem(incomplete, 404)
 
 
-def report(when: str, outcome: str, longrepr: object = None) -> pytest.TestReport:
+Phase = Literal["setup", "call", "teardown"]
+PHASES: tuple[Phase, ...] = ("setup", "call", "teardown")
+
+
+def report(
+    when: Phase,
+    outcome: Literal["passed", "failed", "skipped"],
+    longrepr: tuple[str, int, str] | None = None,
+) -> pytest.TestReport:
     return pytest.TestReport(
         "tests/smoke/test_x.py::test_x", ("test_x.py", 1, "test_x"), {}, outcome, longrepr, when
     )
 
 
 def test_a_check_state_comes_from_all_three_phases() -> None:
-    passed = [report(phase, "passed") for phase in ("setup", "call", "teardown")]
+    passed = [report(phase, "passed") for phase in PHASES]
     assert check_states(passed) == ("PASSED", "")
     skipped = [
         report("setup", "skipped", ("f", 1, "Skipped: no token")),

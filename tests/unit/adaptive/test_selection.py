@@ -11,7 +11,6 @@ from app.adaptive.irt import information
 from app.adaptive.selection import (
     DEFAULT_TOP_K,
     ItemBank,
-    recently_seen,
     select_item,
     select_random_item,
 )
@@ -69,7 +68,7 @@ def test_the_same_seed_gives_the_same_choices(
         seen: list[str] = []
         picked: list[str | None] = []
         for theta in thetas:
-            item = select_item(bank, theta, rng, excluded=recently_seen(seen, 3))
+            item = select_item(bank, theta, rng, excluded=frozenset(seen[-3:]))
             picked.append(item)
             if item is not None:
                 seen.append(item)
@@ -164,21 +163,6 @@ def test_random_selection_never_returns_an_excluded_item(
 
     assert chosen in bank.ids
     assert chosen not in excluded
-
-
-def test_recently_seen_is_the_items_of_the_last_n_attempts() -> None:
-    history = ["a", "b", "c", "b", "d"]
-
-    assert recently_seen(history, 2) == {"b", "d"}
-    assert recently_seen(history, 3) == {"c", "b", "d"}
-    assert recently_seen(history, 10) == {"a", "b", "c", "d"}
-    assert recently_seen(history, 0) == frozenset()
-    assert recently_seen([], 5) == frozenset()
-
-
-def test_recently_seen_rejects_a_negative_window() -> None:
-    with pytest.raises(ValueError, match="last_n"):
-        recently_seen(["a"], -1)
 
 
 def test_a_bank_rejects_duplicate_ids_misaligned_ids_and_parameters_out_of_range() -> None:

@@ -62,12 +62,13 @@ def test_s3_url_with_bucket_and_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     assert store.object_key("materials/a.md") == "prod/uploads/materials/a.md"
     assert store.client.meta.endpoint_url == "http://127.0.0.1:9000"
     assert store.client is store.client  # one client, created on first use
-    config = store.client.meta.config
-    assert (config.connect_timeout, config.read_timeout) == (
+    # botocore sets a Config's options as instance attributes, which its stubs do not declare.
+    config = vars(store.client.meta.config)
+    assert (config["connect_timeout"], config["read_timeout"]) == (
         CONNECT_TIMEOUT_SECONDS,
         READ_TIMEOUT_SECONDS,
     )
-    assert config.retries == {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"}
+    assert config["retries"] == {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"}
     assert repr(store) == "S3Storage(bucket='mastery-materials', prefix='prod/uploads')"
 
 
@@ -78,7 +79,7 @@ def test_s3_url_without_a_prefix_and_with_path_addressing() -> None:
     assert isinstance(store, S3Storage)
     assert store.prefix == ""
     assert store.object_key("a.md") == "a.md"
-    assert store.client.meta.config.s3 == {"addressing_style": "path"}
+    assert vars(store.client.meta.config)["s3"] == {"addressing_style": "path"}
 
 
 @pytest.mark.parametrize(
