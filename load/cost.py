@@ -6,6 +6,8 @@ hot route, counted by valgrind's callgrind, compared with committed budgets.
     python -m load.cost --update-budgets         # measure, then write load/cost-budgets.toml
     python -m load.cost --inject-slowdown 'GET /sessions/{id}/next=5'   # the gate failing
     python -m load.cost --profile                # deterministic per-route Python profile
+    python -m load.cost --only next --only attempts --runs 1   # quick check of two routes
+    python -m load.cost --only next --keep-dumps   # + each request's dump in reports/cost/dumps
 
 Each run builds its own fixed world: a scratch Postgres database migrated and seeded by
 `flask seed load` with a fixed seed and small sizes, a throwaway redis-server, and the platform
@@ -48,9 +50,11 @@ from load.cost_child import SEED_ARGS
 from load.cost_gate import (
     BUDGETS,
     COST_JSON,
+    DUMPS,
     PROFILE_MD,
     REPORTS,
     ROOT,
+    ROUTES,
     SUMMARY_MD,
     CostFailed,
     combine_runs,
@@ -62,6 +66,7 @@ from load.cost_gate import (
     render_budgets,
     report,
     say,
+    select_routes,
     spread,
     summary_markdown,
     table,
@@ -168,21 +173,24 @@ def _tail(log: Path, message: str) -> str:
     return "\n".join([message, *lines])
 
 
-def measure_once(inject: dict[str, Any] | None) -> dict[str, list[int]]:
+def measure_once(options: dict[str, Any]) -> dict[str, list[int]]:
+    """One run: a fresh world, the child under callgrind; `options` go to the child
+    (`inject`, `only`, `keep_dumps`)."""
     with tempfile.TemporaryDirectory(prefix="mastery-cost-") as name:
         tmp = Path(name)
         with world(tmp) as env:
             started = time.monotonic()
-            samples: dict[str, list[int]] = run_child(tmp, env, {"inject": inject}, True)
+            samples: dict[str, list[int]] = run_child(tmp, env, options, True)
             say(f"measured under callgrind in {time.monotonic() - started:.0f} s")
             return samples
 
 
-def profile_once() -> dict[str, Any]:
+def profile_once(only: Sequence[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mastery-cost-") as name:
         tmp = Path(name)
         with world(tmp) as env:
-            result: dict[str, Any] = run_child(tmp, env, {"profile": True}, False)
+            config = {"profile": True, "only": list(only)}
+            result: dict[str, Any] = run_child(tmp, env, config, False)
             return result
 
 
@@ -199,10 +207,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="add work worth PERCENT %% of ROUTE's budget to its view (shows the gate failing)",
     )
     parser.add_argument("--profile", action="store_true", help="write reports/cost/profile.md")
+    parser.add_argument(
+        "--only",
+        action="append",
+        type=select_routes,
+        metavar="TEXT",
+        help="measure only the routes containing TEXT (repeatable; e.g. next, attempts): a quick "
+        "check while working on one route; the gate then judges those routes only",
+    )
+    parser.add_argument(
+        "--keep-dumps",
+        action="store_true",
+        help=f"keep each measured request's callgrind dump in {DUMPS.relative_to(ROOT)}/ "
+        "(read them with callgrind_annotate)",
+    )
     args = parser.parse_args(argv)
+    only = [route for route in ROUTES if any(route in chosen for chosen in args.only or [ROUTES])]
     REPORTS.mkdir(parents=True, exist_ok=True)
     if args.profile:
-        profiles = profile_once()
+        profiles = profile_once(only)
         PROFILE_MD.write_text(profile_markdown(profiles), encoding="utf-8")
         say(f"wrote {PROFILE_MD.relative_to(ROOT)}")
         return 0
@@ -220,10 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CostFailed(f"--inject-slowdown: {route} has no budget in {BUDGETS.name}")
         inject = {"route": route, "instructions": budgets[route] * share}
         say(f"INJECTED SLOWDOWN: {100 * share:g} % of {route}'s budget")
+    options: dict[str, Any] = {"inject": inject, "only": only}
+    if args.keep_dumps:
+        shutil.rmtree(DUMPS, ignore_errors=True)
+        DUMPS.mkdir()
     samples = []
     for number in range(args.runs):
         say(f"run {number + 1} of {args.runs}")
-        samples.append(measure_once(inject))
+        if args.keep_dumps:  # the last run's dumps are kept
+            options["keep_dumps"] = str(DUMPS)
+        samples.append(measure_once(options))
     runs = [per_request(sample) for sample in samples]
     document = report(runs, samples, budgets, args.inject_slowdown)
     COST_JSON.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
@@ -234,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Redis server work is not counted. Wrote {COST_JSON.relative_to(ROOT)}"
     )
     if args.update_budgets:
-        BUDGETS.write_text(render_budgets(combine_runs(runs)), encoding="utf-8")
+        # With --only, the other routes keep their budgets.
+        BUDGETS.write_text(render_budgets({**budgets, **combine_runs(runs)}), encoding="utf-8")
         say(f"wrote {BUDGETS.relative_to(ROOT)}: commit it with the change that earned it")
         return 0
     status, lines = verdict(rows, spread(runs))

@@ -16,6 +16,7 @@ import gc
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -128,16 +129,18 @@ class Driver:
 class Measurer:
     """Runs callables inside `ffi_call` (the span callgrind collects) and reads each dump."""
 
-    def __init__(self, dump_dir: Path | None) -> None:
+    def __init__(self, dump_dir: Path | None, keep: Path | None = None) -> None:
         self.dump_dir = dump_dir
+        self.keep = keep  # where each measured request's dump is kept (else deleted once read)
         self._proto = ctypes.CFUNCTYPE(None)
 
     def _dumps(self) -> set[Path]:
         assert self.dump_dir is not None  # noqa: S101 - only called when measuring
         return set(self.dump_dir.glob("callgrind.out.*.*"))
 
-    def measure(self, work: Callable[[], Any]) -> tuple[Any, int]:
-        """(work's result, its instructions; 0 when not under callgrind)."""
+    def measure(self, work: Callable[[], Any], name: str = "") -> tuple[Any, int]:
+        """(work's result, its instructions; 0 when not under callgrind). `name` names the
+        kept dump (`--keep-dumps`)."""
         outcome: list[Any] = []
         errors: list[BaseException] = []
 
@@ -161,8 +164,16 @@ class Measurer:
         total = 0
         for dump in new:
             total += callgrind_total(dump.read_text(encoding="utf-8", errors="replace"))
-            dump.unlink()
+            if self.keep is not None and name:
+                dump.replace(self.keep / f"{name}.callgrind")
+            else:
+                dump.unlink()
         return outcome[0], total
+
+
+def _slug(route: str) -> str:
+    """`GET /sessions/{id}/next` -> `get-sessions-id-next`, a file name."""
+    return "-".join(part for part in re.split(r"[^a-z0-9]+", route.lower()) if part)
 
 
 def _deterministic_uuid4(seed: int) -> None:
@@ -201,10 +212,11 @@ def _inject(platform: Any, endpoint: str, iterations: int) -> None:
 class Workload:
     """The fixed sequence of requests of one run, each measured or not."""
 
-    def __init__(self, driver: Driver, measurer: Measurer) -> None:
+    def __init__(self, driver: Driver, measurer: Measurer, only: Iterable[str] = ROUTES) -> None:
         self.driver = driver
         self.measurer = measurer
-        self.samples: dict[str, list[int]] = {route: [] for route in ROUTES}
+        self.only = frozenset(only)  # the routes measured; the others are sent unmeasured
+        self.samples: dict[str, list[int]] = {route: [] for route in ROUTES if route in self.only}
         self.tokens: dict[int, dict[str, str]] = {}
         self.sessions: dict[int, str] = {}
         self.pending: dict[int, dict[str, Any]] = {}
@@ -315,11 +327,17 @@ class Workload:
         for number in range(WARMUP + MEASURED):
             measured = number >= WARMUP
             learner = practising[number % len(practising)]
+            # next and attempts always run: each learner's practice moves on with them.
             self.next_item(learner, measured)
             self.attempt(learner, number, measured)
-            self.courses(learner, measured)
-            self.progress(learner, measured)
-            self.baseline(measured)
+            if COURSES in self.only:
+                self.courses(learner, measured)
+            if PROGRESS in self.only:
+                self.progress(learner, measured)
+            if BASELINE in self.only:
+                self.baseline(measured)
+        if not {LOGIN, REFRESH} & self.only:
+            return
         for number, learner in enumerate(LOGIN_LEARNERS):
             self.log_in(learner, measured=number >= AUTH_WARMUP)
         for number, learner in enumerate(LOGIN_LEARNERS):
@@ -336,9 +354,10 @@ def child_main(config_path: Path) -> None:
 
     platform = create_app()
     dump_dir = Path(config["dump_dir"]) if config.get("dump_dir") else None
-    measurer = Measurer(dump_dir)
+    keep = Path(config["keep_dumps"]) if config.get("keep_dumps") else None
+    measurer = Measurer(dump_dir, keep)
     driver = Driver(platform, baseline_app.app)
-    workload = Workload(driver, measurer)
+    workload = Workload(driver, measurer, config.get("only") or ROUTES)
     workload.setup()
     # As a gunicorn worker does once it has booted (gunicorn.conf.py): the start-up heap moves
     # to the permanent generation, so no request pays for a full collection walking it.
@@ -377,7 +396,7 @@ def _profile_child(workload: Workload, output: Path) -> None:
     original = workload.send
 
     def profiled(route: str | None, app: WSGI, environ: dict[str, Any], expect: Any) -> Any:
-        if route is None:
+        if route is None or route not in workload.only:
             return original(None, app, environ, expect)
         profiler = profilers[route]
         counts[route] += 1
@@ -394,6 +413,8 @@ def _profile_child(workload: Workload, output: Path) -> None:
     workload.run()
     result = {}
     for route, profiler in profilers.items():
+        if not counts[route]:
+            continue
         stats = pstats.Stats(profiler)
         result[route] = (counts[route], top_inclusive(stats))
     output.write_text(json.dumps(result), encoding="utf-8")

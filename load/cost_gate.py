@@ -19,10 +19,18 @@ REPORTS = ROOT / "reports" / "cost"
 COST_JSON = REPORTS / "cost.json"
 PROFILE_MD = REPORTS / "profile.md"
 SUMMARY_MD = REPORTS / "summary.md"
+DUMPS = REPORTS / "dumps"
 BUDGETS = ROOT / "load" / "cost-budgets.toml"
 UPDATE_COMMAND = "./noxw -s cost -- --update-budgets"
-# A route fails when its instructions per request are more than this far above its budget.
+# A rise of this much above a route's budget fails the gate...
 TOLERANCE = 0.05
+# ...measured to within this: separate sessions of the same tree differ by up to ~0.3 % per
+# route on a quiet machine (the client side of a round trip does a little more or less work
+# as the server answers sooner or later; docs/benchmarks.md "Serving cost"), so a real 5 %
+# rise may measure 4.8 %. The gate fails from TOLERANCE - NOISE (4.5 %): a 5 % slowdown is
+# caught whichever way the noise falls, and an unchanged tree is 4 % away from failing.
+NOISE = 0.005
+FAIL_ABOVE = TOLERANCE - NOISE
 # Two runs of the same tree should agree within this (reported, not enforced).
 SPREAD_TARGET = 0.01
 
@@ -100,7 +108,7 @@ class Row:
 
     @property
     def failed(self) -> bool:
-        return self.delta is not None and self.delta > TOLERANCE
+        return self.delta is not None and self.delta > FAIL_ABOVE
 
 
 def compare(
@@ -161,7 +169,7 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def verdict(rows: Sequence[Row], spreads: Mapping[str, float]) -> tuple[int, list[str]]:
-    """(exit status, the lines that explain it): 1 when a route is more than TOLERANCE above
+    """(exit status, the lines that explain it): 1 when a route is more than FAIL_ABOVE above
     its budget, naming each such route with its figure, or when a route has no budget."""
     lines = []
     wide = [route for route, value in spreads.items() if value > SPREAD_TARGET]
@@ -184,7 +192,10 @@ def verdict(rows: Sequence[Row], spreads: Mapping[str, float]) -> tuple[int, lis
             f"FAIL: no budget for {', '.join(absent)} in {BUDGETS.name}: `{UPDATE_COMMAND}`"
         )
         return 1, lines
-    lines.append(f"PASS: every route within {100 * TOLERANCE:g} % of its budget")
+    lines.append(
+        f"PASS: no route more than {100 * FAIL_ABOVE:g} % above its budget (the {100 * TOLERANCE:g} %"
+        f" tolerance less {100 * NOISE:g} % for measurement noise)"
+    )
     return 0, lines
 
 
@@ -218,9 +229,10 @@ def read_budgets(path: Path) -> dict[str, int]:
 
 BUDGETS_HEADER = """\
 # Instructions per request of each hot route, the budget `nox -s cost` holds them to
-# (docs/benchmarks.md "Serving cost (instructions per request)"). A route more than 5 % above
-# its budget fails the gate. After a change that makes a route cheaper (or a justified one
-# that makes it dearer), rewrite these figures from a measurement with one command:
+# (docs/benchmarks.md "Serving cost (instructions per request)"). A route 5 % above its budget
+# fails the gate (from +4.5 %, allowing for measurement noise). After a change that makes a
+# route cheaper (or a justified one that makes it dearer), rewrite these figures from a
+# measurement with one command:
 #
 #     ./noxw -s cost -- --update-budgets
 #
@@ -235,6 +247,14 @@ def render_budgets(figures: Mapping[str, float]) -> str:
         if route in figures:
             lines.append(f'"{route}" = {round(figures[route])}')
     return "\n".join(lines) + "\n"
+
+
+def select_routes(text: str) -> tuple[str, ...]:
+    """The routes whose name contains `text` (`--only next`); at least one."""
+    chosen = tuple(route for route in ROUTES if text in route)
+    if not chosen:
+        raise argparse.ArgumentTypeError(f"no route contains {text!r}; routes: {list(ROUTES)}")
+    return chosen
 
 
 def parse_slowdown(text: str) -> tuple[str, float]:
@@ -266,6 +286,7 @@ def report(
         "unit": "instructions per request (callgrind Ir, the platform's process only)",
         "not_counted": "Postgres and Redis server work (other processes), kernel work",
         "tolerance": TOLERANCE,
+        "fails_above": FAIL_ABOVE,
         "injected_slowdown": None if injected is None else {injected[0]: injected[1]},
         "routes": {
             row.route: {

@@ -284,9 +284,10 @@ def test_workflows_default_to_least_privilege_and_never_persist_credentials(
 
 def test_ci_has_one_job_per_gate_session_each_running_it_through_noxw() -> None:
     jobs = load_yaml(".github/workflows/ci.yml")["jobs"]
-    # the gate (which includes the load smoke profile), plus local production parity and the
-    # container image with the compose stack
-    sessions = [*gate_sessions(), "staging", "containers"]
+    # the gate (which includes the load smoke profile), plus local production parity, the
+    # container image with the compose stack, and the serving-cost budgets (minutes under
+    # valgrind, so out of plain ./noxw)
+    sessions = [*gate_sessions(), "staging", "containers", "cost"]
 
     for session in sessions:
         assert session in jobs, f"no CI job for nox session {session!r}"
