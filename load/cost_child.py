@@ -225,10 +225,13 @@ class Workload:
         self, route: str | None, app: WSGI, environ: dict[str, Any], expect: tuple[int, ...]
     ) -> Any:
         """Send one request; measured (into `route`'s samples) when `route` is given."""
-        if route is None:
+        if route is None or route not in self.only:
             status, body = Driver.call(app, environ)
         else:
-            (status, body), instructions = self.measurer.measure(lambda: Driver.call(app, environ))
+            name = f"{_slug(route)}-{len(self.samples[route]) + 1:02d}"
+            (status, body), instructions = self.measurer.measure(
+                lambda: Driver.call(app, environ), name
+            )
             self.samples[route].append(instructions)
         if status not in expect:
             raise CostFailed(
