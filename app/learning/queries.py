@@ -8,7 +8,7 @@ values by name (`session_id`, `user_id`, `skill_id`, `item_id`, `idempotency_key
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, exists, select
+from sqlalchemy import String, and_, bindparam, cast, exists, select
 
 from app.content.models import Course, Item, ItemStatus, Skill
 from app.learning.models import Attempt, PracticeSession, SkillState
@@ -53,10 +53,11 @@ _RECENT = (
 )
 # The skill's published bank as (id, a, b) rows, each flagged when it is among the learner's
 # latest answers: what the engine needs, without building ORM objects (or decoding the choices)
-# of a whole bank on every request.
-BANK = select(Item.id, Item.a, Item.b, Item.id.in_(_RECENT).label("recent")).where(
-    Item.skill_id == bindparam("skill_id"), Item.status == ItemStatus.PUBLISHED
-)
+# of a whole bank on every request. The id comes as text, the engine's id type (Postgres
+# writes a uuid as `str(uuid.UUID)` does), so no row is converted in Python.
+BANK = select(
+    cast(Item.id, String).label("id"), Item.a, Item.b, Item.id.in_(_RECENT).label("recent")
+).where(Item.skill_id == bindparam("skill_id"), Item.status == ItemStatus.PUBLISHED)
 
 # The answered item under its lock; whether this learner answered it before (only a first
 # answer calibrates it); and the attempt an earlier submission with this Idempotency-Key
