@@ -80,3 +80,10 @@ LOCK_ITEM = (
     .with_for_update(of=Item)
     .execution_options(populate_existing=True)
 )
+
+# What /next shows of an item (the public columns; never the answer key) and its status: a
+# row, not an ORM object, since /next changes nothing on it. Loading the whole Item through
+# the ORM was a tenth of a /next request's work (docs/benchmarks.md "Serving cost").
+PUBLIC_ITEM = select(
+    Item.id, Item.skill_id, Item.kind, Item.prompt, Item.choices, Item.status
+).where(Item.id == bindparam("item_id"))

@@ -16,9 +16,10 @@ import time
 import uuid
 import zlib
 from itertools import compress
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -190,12 +191,15 @@ def _locked_practice(
     return practice, state, _course_status(session, practice)
 
 
-def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item, SkillState]:
-    """The engine's choice for this learner now; asking again before answering repeats it."""
+def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[Any], SkillState]:
+    """The engine's choice for this learner now; asking again before answering repeats it.
+    The item is its public columns (queries.PUBLIC_ITEM)."""
     practice, state, course_status = _locked_practice(session, user.id, session_id)
     _require_published(course_status)
     if practice.pending_item_id is not None:
-        pending = session.get(Item, practice.pending_item_id)
+        pending = session.execute(
+            queries.PUBLIC_ITEM, {"item_id": practice.pending_item_id}
+        ).one_or_none()
         if pending is not None and pending.status is ItemStatus.PUBLISHED:
             _commit_keeping_loaded(session)
             return pending, state
@@ -217,7 +221,7 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item
     chosen = select_item(bank, state.theta, rng, excluded=excluded)
     if chosen is None:  # every item was seen recently: choose among all of them again
         chosen = select_item(bank, state.theta, rng)
-    item = session.get_one(Item, uuid.UUID(chosen))
+    item = session.execute(queries.PUBLIC_ITEM, {"item_id": uuid.UUID(chosen)}).one()
     metrics.observe_selection(time.perf_counter() - started)
     practice.pending_item_id = item.id
     practice.served += 1
