@@ -8,7 +8,7 @@ values by name (`session_id`, `user_id`, `skill_id`, `item_id`, `idempotency_key
 
 from __future__ import annotations
 
-from sqlalchemy import String, and_, bindparam, cast, exists, select
+from sqlalchemy import String, and_, bindparam, cast, exists, select, update
 
 from app.content.models import Course, Item, ItemStatus, Skill
 from app.learning.models import Attempt, PracticeSession, SkillState
@@ -87,3 +87,12 @@ LOCK_ITEM = (
 PUBLIC_ITEM = select(
     Item.id, Item.skill_id, Item.kind, Item.prompt, Item.choices, Item.status
 ).where(Item.id == bindparam("item_id"))
+
+# /next's one write, on the session row it holds locked: the item now pending and the count.
+# A Core UPDATE (run on the session's connection) rather than the ORM's unit of work, whose
+# flush cost four times the statement itself (docs/benchmarks.md "Serving cost").
+SERVE = (
+    update(PracticeSession)
+    .where(PracticeSession.id == bindparam("session_id"))
+    .values(pending_item_id=bindparam("item_id"), served=bindparam("served_count"))
+)

@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.adaptive.calibration import update_difficulty
 from app.adaptive.estimation import AbilityPosterior
@@ -196,8 +197,11 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[
     The item is its public columns (queries.PUBLIC_ITEM)."""
     practice, state, course_status = _locked_practice(session, user.id, session_id)
     _require_published(course_status)
+    # Core statements go to the transaction's connection, not through the ORM's execute
+    # (whose per-statement bookkeeping they do not need).
+    connection = session.connection()
     if practice.pending_item_id is not None:
-        pending = session.execute(
+        pending = connection.execute(
             queries.PUBLIC_ITEM, {"item_id": practice.pending_item_id}
         ).one_or_none()
         if pending is not None and pending.status is ItemStatus.PUBLISHED:
@@ -206,7 +210,7 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[
     # Selection latency: the bank query and the engine's pick (not a repeat).
     started = time.perf_counter()
     # The bank as (id, a, b) rows, the learner's latest answers flagged (queries.BANK).
-    bank_items = session.execute(
+    bank_items = connection.execute(
         queries.BANK, {"user_id": user.id, "skill_id": practice.skill_id}
     ).all()
     if not bank_items:
@@ -221,10 +225,15 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[
     chosen = select_item(bank, state.theta, rng, excluded=excluded)
     if chosen is None:  # every item was seen recently: choose among all of them again
         chosen = select_item(bank, state.theta, rng)
-    item = session.execute(queries.PUBLIC_ITEM, {"item_id": uuid.UUID(chosen)}).one()
+    item = connection.execute(queries.PUBLIC_ITEM, {"item_id": uuid.UUID(chosen)}).one()
     metrics.observe_selection(time.perf_counter() - started)
-    practice.pending_item_id = item.id
-    practice.served += 1
+    served = practice.served + 1
+    connection.execute(
+        queries.SERVE, {"session_id": practice.id, "item_id": item.id, "served_count": served}
+    )
+    # The loaded object says what the row now holds, and has nothing left to flush.
+    set_committed_value(practice, "pending_item_id", item.id)
+    set_committed_value(practice, "served", served)
     _commit_keeping_loaded(session)
     return item, state
 
