@@ -41,6 +41,20 @@ _PRACTICE = (
 # start: an unpublish landing during the wait is seen by the next request, as before this
 # one reached the lock.
 LOCK_PRACTICE = _PRACTICE.with_for_update(of=[PracticeSession, SkillState])
+# /next's view of the same rows under the same locks, as plain columns: /next changes the
+# session row with SERVE below and only reads the state, so it needs no ORM objects (loading
+# the two was a twentieth of its work: docs/benchmarks.md "Serving cost").
+LOCK_SERVING = LOCK_PRACTICE.with_only_columns(
+    PracticeSession.id,
+    PracticeSession.skill_id,
+    PracticeSession.pending_item_id,
+    PracticeSession.served,
+    SkillState.theta,
+    SkillState.se,
+    SkillState.attempts,
+    SkillState.mastered,
+    Course.status,
+)
 
 _RECENT = (
     select(Attempt.item_id)

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 import zlib
+from dataclasses import dataclass
 from itertools import compress
 from typing import Any
 
@@ -22,7 +23,6 @@ import numpy as np
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from app.adaptive.calibration import update_difficulty
 from app.adaptive.estimation import AbilityPosterior
@@ -192,11 +192,55 @@ def _locked_practice(
     return practice, state, _course_status(session, practice)
 
 
-def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[Any], SkillState]:
+@dataclass(frozen=True)
+class _Serving:
+    """What /next reads of the caller's locked session and skill state (queries.LOCK_SERVING)."""
+
+    id: uuid.UUID
+    skill_id: uuid.UUID
+    pending_item_id: uuid.UUID | None
+    served: int
+    theta: float
+    se: float
+    attempts: int
+    mastered: bool
+    status: CourseStatus | None
+
+
+def _locked_serving(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> _Serving:
+    """The caller's practice session and skill state under their row locks, and the course's
+    status, as `_locked_practice` reads them, in columns (404 for anybody else's session)."""
+    row = session.connection().execute(
+        queries.LOCK_SERVING, {"session_id": session_id, "user_id": user_id}
+    )
+    found = row.one_or_none()
+    if found is not None:
+        return _Serving(*found)
+    # No such session (404 below), or its skill state is gone: as in _locked_practice.
+    practice = _session_of(session, user_id, session_id, lock=True)
+    state = _skill_state(session, user_id, practice.skill_id, lock=True)
+    status = _course_status(session, practice)
+    return _Serving(
+        practice.id,
+        practice.skill_id,
+        practice.pending_item_id,
+        practice.served,
+        state.theta,
+        state.se,
+        state.attempts,
+        state.mastered,
+        status,
+    )
+
+
+def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[Any], EstimateOut]:
     """The engine's choice for this learner now; asking again before answering repeats it.
-    The item is its public columns (queries.PUBLIC_ITEM)."""
-    practice, state, course_status = _locked_practice(session, user.id, session_id)
-    _require_published(course_status)
+    The item is its public columns (queries.PUBLIC_ITEM), with the learner's estimate."""
+    practice = _locked_serving(session, user.id, session_id)
+    _require_published(practice.status)
+    estimate = EstimateOut(
+        theta=practice.theta, se=practice.se, attempts=practice.attempts, mastered=practice.mastered
+    )
     # Core statements go to the transaction's connection, not through the ORM's execute
     # (whose per-statement bookkeeping they do not need).
     connection = session.connection()
@@ -206,7 +250,7 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[
         ).one_or_none()
         if pending is not None and pending.status is ItemStatus.PUBLISHED:
             _commit_keeping_loaded(session)
-            return pending, state
+            return pending, estimate
     # Selection latency: the bank query and the engine's pick (not a repeat).
     started = time.perf_counter()
     # The bank as (id, a, b) rows, the learner's latest answers flagged (queries.BANK).
@@ -222,20 +266,17 @@ def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[
     # Seeded by session and position, so a replayed session makes the same choices.
     rng = np.random.default_rng([zlib.crc32(practice.id.bytes), practice.served])
     excluded = frozenset(compress(ids, recent))
-    chosen = select_item(bank, state.theta, rng, excluded=excluded)
+    chosen = select_item(bank, practice.theta, rng, excluded=excluded)
     if chosen is None:  # every item was seen recently: choose among all of them again
-        chosen = select_item(bank, state.theta, rng)
+        chosen = select_item(bank, practice.theta, rng)
     item = connection.execute(queries.PUBLIC_ITEM, {"item_id": uuid.UUID(chosen)}).one()
     metrics.observe_selection(time.perf_counter() - started)
     served = practice.served + 1
     connection.execute(
         queries.SERVE, {"session_id": practice.id, "item_id": item.id, "served_count": served}
     )
-    # The loaded object says what the row now holds, and has nothing left to flush.
-    set_committed_value(practice, "pending_item_id", item.id)
-    set_committed_value(practice, "served", served)
     _commit_keeping_loaded(session)
-    return item, state
+    return item, estimate
 
 
 def _course_status(session: Session, practice: PracticeSession) -> CourseStatus | None:
