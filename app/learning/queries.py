@@ -8,7 +8,7 @@ values by name (`session_id`, `user_id`, `skill_id`, `item_id`, `idempotency_key
 
 from __future__ import annotations
 
-from sqlalchemy import String, and_, bindparam, cast, exists, select, update
+from sqlalchemy import String, and_, bindparam, cast, exists, insert, select, update
 
 from app.content.models import Course, Item, ItemStatus, Skill
 from app.learning.models import Attempt, PracticeSession, SkillState
@@ -110,3 +110,15 @@ SERVE = (
     .where(PracticeSession.id == bindparam("session_id"))
     .values(pending_item_id=bindparam("item_id"), served=bindparam("served_count"))
 )
+
+# An answer's writes, as Core statements run on the session's connection, on the rows the
+# answer holds locked: the ORM's unit of work cost more than the four statements themselves
+# (docs/benchmarks.md "Serving cost"). The SET clauses come from the parameters' names.
+RECORD_STATE = update(SkillState).where(SkillState.id == bindparam("state_id"))
+CLEAR_PENDING = (
+    update(PracticeSession)
+    .where(PracticeSession.id == bindparam("session_id"))
+    .values(pending_item_id=None)
+)
+CALIBRATE = update(Item).where(Item.id == bindparam("item_id"))
+RECORD_ATTEMPT = insert(Attempt)

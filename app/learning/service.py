@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.adaptive.calibration import update_difficulty
 from app.adaptive.estimation import AbilityPosterior
@@ -36,6 +37,7 @@ from app.ai.runtime import log_usage
 from app.auth.models import User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
 from app.content.service import get_course, get_skill
+from app.db import new_id, utcnow
 from app.errors import Conflict, Forbidden, NotFound, ProblemError, validation_problem
 from app.learning import queries
 from app.learning.models import Attempt, Enrollment, PracticeSession, SkillState
@@ -444,18 +446,18 @@ def _record(
     # The engine's prediction for this attempt, made before the answer moves the estimate.
     predicted = float(probability(theta_before, item.a, item.b))
     posterior = AbilityPosterior.from_state(state.posterior).update(item.a, item.b, grade.correct)
-    state.posterior = posterior.to_state()
-    state.theta, state.se = posterior.theta, posterior.se
-    state.attempts += 1
-    state.correct += int(grade.correct)
-    state.mastered = MASTERY.is_mastered(state.theta, state.se)
-    if first_answer:
-        item.b = update_difficulty(
-            item.a, item.b, theta_before, grade.correct, item.calibration_attempts
-        )
-        item.calibration_attempts += 1
-    practice.pending_item_id = None
+    now = utcnow()
+    state_values = {
+        "posterior": posterior.to_state(),
+        "theta": posterior.theta,
+        "se": posterior.se,
+        "attempts": state.attempts + 1,
+        "correct": state.correct + int(grade.correct),
+        "mastered": MASTERY.is_mastered(posterior.theta, posterior.se),
+        "updated_at": now,
+    }
     attempt = Attempt(
+        id=new_id(),
         session_id=practice.id,
         user_id=user_id,
         item_id=item.id,
@@ -464,16 +466,43 @@ def _record(
         score=grade.score,
         feedback=grade.feedback,
         graded_by=grade.graded_by,
-        theta_after=state.theta,
-        se_after=state.se,
-        mastered_after=state.mastered,
-        attempts_after=state.attempts,
+        theta_after=state_values["theta"],
+        se_after=state_values["se"],
+        mastered_after=state_values["mastered"],
+        attempts_after=state_values["attempts"],
         idempotency_key=idempotency_key,
+        created_at=now,
     )
-    session.add(attempt)
+    # The writes as Core statements on the locked rows (queries.RECORD_STATE...), then the
+    # loaded objects told what the rows now hold, so the commit has nothing left to flush.
+    connection = session.connection()
+    connection.execute(queries.RECORD_STATE, {"state_id": state.id, **state_values})
+    connection.execute(queries.CLEAR_PENDING, {"session_id": practice.id})
+    item_values: dict[str, Any] = {}
+    if first_answer:
+        item_values = {
+            "b": update_difficulty(
+                item.a, item.b, theta_before, grade.correct, item.calibration_attempts
+            ),
+            "calibration_attempts": item.calibration_attempts + 1,
+            "updated_at": now,
+        }
+        connection.execute(queries.CALIBRATE, {"item_id": item.id, **item_values})
+    connection.execute(
+        queries.RECORD_ATTEMPT,
+        {column.key: getattr(attempt, column.key) for column in _ATTEMPT_COLUMNS},
+    )
+    for loaded, values in ((state, state_values), (item, item_values)):
+        for name, value in values.items():
+            set_committed_value(loaded, name, value)
+    set_committed_value(practice, "pending_item_id", None)
     _commit_keeping_loaded(session)
-    metrics.record_prediction(predicted, grade.correct, state.se)
+    metrics.record_prediction(predicted, grade.correct, attempt.se_after)
     return attempt, True
+
+
+# Every column of an attempt, each given a value in _record (no column default is left to run).
+_ATTEMPT_COLUMNS = tuple(Attempt.__table__.columns)
 
 
 def hint_request(
