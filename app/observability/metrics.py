@@ -330,7 +330,7 @@ def _record_request(response: Response) -> Response:
 
 
 @functools.cache  # bounded: methods, route templates and statuses are small fixed sets
-def _http_children(labels: tuple[str, str, str]) -> tuple[Any, Any]:
+def _http_children(labels: tuple[str, str, str]) -> tuple[Counter, Histogram]:
     """The request counter's and the duration histogram's children for one label set."""
     return HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels)
 
