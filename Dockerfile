@@ -11,29 +11,37 @@
 #
 # Linted by hadolint in `nox -s lint`; built and pushed by .github/workflows/image.yml.
 
-# Both stages start from the same base, pinned by patch release and by digest (the multi-arch
-# index of python:3.11.14-slim-bookworm), so a rebuild cannot silently pick up another image.
-# The two FROM lines are literal rather than an ARG so that Dependabot (`docker` ecosystem in
-# .github/dependabot.yml) can propose new releases; keep them identical.
+# Both stages start from the same base: by default the official image pinned by patch release
+# and by digest (the multi-arch index of python:3.11.14-slim-bookworm), so a rebuild cannot
+# silently pick up another image. BASE_IMAGE replaces it where no registry answers: the local
+# Debian bookworm base that tools/container_images.py makes (docs/deployment.md, "Images
+# without a registry"). Dependabot (`docker` ecosystem in .github/dependabot.yml) proposes new
+# releases of the default.
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 # --- builder: a virtual environment with exactly the locked runtime dependencies ------------
-FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS builder
+FROM ${BASE_IMAGE} AS builder
 
+# Offline builds pass PIP_NO_INDEX=1 and PIP_FIND_LINKS=/tmp/wheels: the wheels that
+# tools/container_images.py downloaded on the host into build/wheels/ (hashes still checked).
+ARG PIP_NO_INDEX=0
+ARG PIP_FIND_LINKS=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
+# build/wheel[s]: the glob lets the directory be absent (a registry build downloads instead).
+COPY requirements.txt build/wheel[s] /tmp/wheels/
 # --require-hashes: every file must match the lock. --only-binary: wheels only, so nothing is
 # compiled and neither stage needs a compiler; a dependency without a wheel fails the build
 # here instead of pulling gcc into the image.
 RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: \
-        -r /tmp/requirements.txt \
+        -r /tmp/wheels/requirements.txt \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 
 # --- runtime: the venv and the application, run as an unprivileged user ---------------------
-FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="mastery" \
       org.opencontainers.image.description="Mastery adaptive-learning API: web, worker and migrations" \
@@ -49,11 +57,14 @@ ENV PATH=/opt/venv/bin:$PATH \
 # A fixed uid/gid so volume permissions and `runAsUser` policies can name it.
 # pg_dump / pg_restore for `flask --app app backup` (docs/data-management.md): the client of the
 # server's major version, from Debian itself. Not pinned to a patch version on purpose: each
-# image build should pick up Debian's security fixes for it.
+# image build should pick up Debian's security fixes for it. A base that already has it (the
+# local one, built where containers cannot reach the package mirror) skips the install.
 # hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client-15 \
-    && rm -rf /var/lib/apt/lists/*
+RUN if ! command -v pg_dump >/dev/null; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends postgresql-client-15 \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN groupadd --system --gid 10001 mastery \
     && useradd --system --uid 10001 --gid mastery --home-dir /app --shell /usr/sbin/nologin mastery
 

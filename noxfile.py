@@ -341,6 +341,35 @@ def load(session: nox.Session) -> None:
     )
 
 
+@nox.session(python=PYTHON, default=False)
+def cost(session: nox.Session) -> None:
+    """Count the instructions per request of each hot route (callgrind); fail over a budget.
+
+    Not in plain `./noxw`: under callgrind it takes minutes (a CI job of its own runs it on every
+    pull request). Measures twice in-process against a scratch Postgres database and a throwaway
+    redis-server, prints the table with each route's ratio to the one-query baseline and the two
+    runs' spread, writes reports/cost/cost.json, and fails when a route is 5 % above its budget
+    in load/cost-budgets.toml (from +4.5 %, allowing for measurement noise). `-- --update-budgets` rewrites the budgets from the
+    measurement; `-- --inject-slowdown 'GET /sessions/{id}/next=5'` shows the gate failing;
+    `-- --profile` writes the per-route top-20 profile; `-- --only next --runs 1` measures one
+    route once (about a minute), for work on it. Needs valgrind and redis-server
+    (`apt-get install -y valgrind redis-server`) and a Postgres server (COST_DATABASE_URL, else
+    postgres@127.0.0.1:5432). See docs/benchmarks.md, "Serving cost".
+    """
+    for tool in ("valgrind", "redis-server"):
+        if shutil.which(tool) is None:
+            session.error(f"{tool} not installed: `apt-get install -y valgrind redis-server`")
+    install_locked(session)
+    session.run(
+        "python",
+        "-m",
+        "load.cost",
+        *session.posargs,
+        interrupt_timeout=60,
+        terminate_timeout=30,
+    )
+
+
 STAGING_INSTALL = "apt-get install -y nginx redis-server"
 
 
@@ -486,6 +515,21 @@ def flakes(session: nox.Session) -> None:
     """
     install_locked(session)
     session.run("python", "-m", "tools.flakes", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def containers(session: nox.Session) -> None:
+    """Build the image, bring docker-compose.yml up, smoke-test it, then `down -v` (no leftovers).
+
+    Needs a Docker engine and compose (`docker compose` or Debian's `docker-compose`). Without a
+    registry, export the local image names first (`eval "$(python3 -m tools.container_images
+    env)"`, as .ci/run does): the base images and the app image are then built here, cached.
+    `-- --no-build` reuses mastery:local; other arguments go to the smoke suite's pytest.
+    """
+    if shutil.which("docker") is None:
+        session.error("no docker client: see docs/developer-guide.md, 'A Docker engine'")
+    install_locked(session)
+    session.run("python", "-m", "ops.containers.containers", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -30,8 +30,11 @@ from flask_jwt_extended import (
     create_refresh_token,
     decode_token,
 )
+from flask_jwt_extended.config import config as jwt_config
 from flask_jwt_extended.exceptions import InvalidHeaderError, JWTExtendedException
-from jwt.exceptions import MissingRequiredClaimError, PyJWTError
+from flask_jwt_extended.tokens import _decode_jwt
+from jwt import decode_complete as jwt_decode_complete
+from jwt.exceptions import ExpiredSignatureError, MissingRequiredClaimError, PyJWTError
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -385,8 +388,44 @@ class _OncePerRequestJWTManager(JWTManager):
         )
         key = (encoded_token, allow_expired)
         if key not in decoded:
-            decoded[key] = super()._decode_jwt_from_config(encoded_token, None, allow_expired)
+            decoded[key] = self._decode_parsing_once(encoded_token, allow_expired)
         return decoded[key]
+
+    def _decode_parsing_once(self, encoded_token: str, allow_expired: bool) -> dict[str, Any]:
+        """JWTManager._decode_jwt_from_config (flask-jwt-extended 4.7), reading the unverified
+        header and claims the key loader needs from one parse of the token, where the library
+        parses it twice (`jwt.decode` without verification, then `get_unverified_header`).
+        Every parse checks each character of each base64 segment in Python, which made token
+        parsing a fifth of a practice request's instructions (docs/benchmarks.md "Serving
+        cost"). The verification itself is the library's, unchanged: same key loader, same
+        `_decode_jwt` with the same options, same errors."""
+        unverified = jwt_decode_complete(
+            encoded_token,
+            algorithms=jwt_config.decode_algorithms,
+            options={"verify_signature": False},
+        )
+        header, claims = unverified["header"], unverified["payload"]
+        secret = self._decode_key_callback(header, claims)
+        kwargs: dict[str, Any] = {
+            "algorithms": jwt_config.decode_algorithms,
+            "audience": jwt_config.decode_audience,
+            "csrf_value": None,
+            "encoded_token": encoded_token,
+            "identity_claim_key": jwt_config.identity_claim_key,
+            "issuer": jwt_config.decode_issuer,
+            "leeway": jwt_config.leeway,
+            "secret": secret,
+            "verify_aud": jwt_config.decode_audience is not None,
+            "verify_sub": jwt_config.verify_sub,
+        }
+        try:
+            verified: dict[str, Any] = _decode_jwt(**kwargs, allow_expired=allow_expired)
+        except ExpiredSignatureError as error:
+            # As the library does: the expired-token callback gets the header and the claims.
+            error.jwt_header = header  # type: ignore[attr-defined]  # the library's own extra attributes
+            error.jwt_data = _decode_jwt(**kwargs, allow_expired=True)  # type: ignore[attr-defined]  # as above
+            raise
+        return verified
 
 
 def init_app(app: Flask, config: Settings) -> None:

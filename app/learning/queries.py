@@ -8,7 +8,7 @@ values by name (`session_id`, `user_id`, `skill_id`, `item_id`, `idempotency_key
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, exists, select
+from sqlalchemy import String, and_, bindparam, cast, exists, insert, select, update
 
 from app.content.models import Course, Item, ItemStatus, Skill
 from app.learning.models import Attempt, PracticeSession, SkillState
@@ -41,6 +41,20 @@ _PRACTICE = (
 # start: an unpublish landing during the wait is seen by the next request, as before this
 # one reached the lock.
 LOCK_PRACTICE = _PRACTICE.with_for_update(of=[PracticeSession, SkillState])
+# /next's view of the same rows under the same locks, as plain columns: /next changes the
+# session row with SERVE below and only reads the state, so it needs no ORM objects (loading
+# the two was a twentieth of its work: docs/benchmarks.md "Serving cost").
+LOCK_SERVING = LOCK_PRACTICE.with_only_columns(
+    PracticeSession.id,
+    PracticeSession.skill_id,
+    PracticeSession.pending_item_id,
+    PracticeSession.served,
+    SkillState.theta,
+    SkillState.se,
+    SkillState.attempts,
+    SkillState.mastered,
+    Course.status,
+)
 
 _RECENT = (
     select(Attempt.item_id)
@@ -53,10 +67,11 @@ _RECENT = (
 )
 # The skill's published bank as (id, a, b) rows, each flagged when it is among the learner's
 # latest answers: what the engine needs, without building ORM objects (or decoding the choices)
-# of a whole bank on every request.
-BANK = select(Item.id, Item.a, Item.b, Item.id.in_(_RECENT).label("recent")).where(
-    Item.skill_id == bindparam("skill_id"), Item.status == ItemStatus.PUBLISHED
-)
+# of a whole bank on every request. The id comes as text, the engine's id type (Postgres
+# writes a uuid as `str(uuid.UUID)` does), so no row is converted in Python.
+BANK = select(
+    cast(Item.id, String).label("id"), Item.a, Item.b, Item.id.in_(_RECENT).label("recent")
+).where(Item.skill_id == bindparam("skill_id"), Item.status == ItemStatus.PUBLISHED)
 
 # The answered item under its lock; whether this learner answered it before (only a first
 # answer calibrates it); and the attempt an earlier submission with this Idempotency-Key
@@ -79,3 +94,31 @@ LOCK_ITEM = (
     .with_for_update(of=Item)
     .execution_options(populate_existing=True)
 )
+
+# What /next shows of an item (the public columns; never the answer key) and its status: a
+# row, not an ORM object, since /next changes nothing on it. Loading the whole Item through
+# the ORM was a tenth of a /next request's work (docs/benchmarks.md "Serving cost").
+PUBLIC_ITEM = select(
+    Item.id, Item.skill_id, Item.kind, Item.prompt, Item.choices, Item.status
+).where(Item.id == bindparam("item_id"))
+
+# /next's one write, on the session row it holds locked: the item now pending and the count.
+# A Core UPDATE (run on the session's connection) rather than the ORM's unit of work, whose
+# flush cost four times the statement itself (docs/benchmarks.md "Serving cost").
+SERVE = (
+    update(PracticeSession)
+    .where(PracticeSession.id == bindparam("session_id"))
+    .values(pending_item_id=bindparam("item_id"), served=bindparam("served_count"))
+)
+
+# An answer's writes, as Core statements run on the session's connection, on the rows the
+# answer holds locked: the ORM's unit of work cost more than the four statements themselves
+# (docs/benchmarks.md "Serving cost"). The SET clauses come from the parameters' names.
+RECORD_STATE = update(SkillState).where(SkillState.id == bindparam("state_id"))
+CLEAR_PENDING = (
+    update(PracticeSession)
+    .where(PracticeSession.id == bindparam("session_id"))
+    .values(pending_item_id=None)
+)
+CALIBRATE = update(Item).where(Item.id == bindparam("item_id"))
+RECORD_ATTEMPT = insert(Attempt)

@@ -100,8 +100,8 @@ def get_session_route(session_id: uuid.UUID) -> Any:
 @bp.doc(responses={404: "No such session", 409: "The skill has no published items"})
 def next_item(session_id: uuid.UUID) -> Any:
     """The adaptive engine's next item; asking again before answering returns the same one."""
-    item, state = service.next_item(get_session(), current(), session_id)
-    return NextItemOut(item=ItemPublicOut.model_validate(item), estimate=service.estimate_of(state))
+    item, estimate = service.next_item(get_session(), current(), session_id)
+    return NextItemOut(item=ItemPublicOut.model_validate(item), estimate=estimate)
 
 
 @bp.post("/sessions/<uuid:session_id>/attempts")

@@ -15,11 +15,15 @@ import logging
 import time
 import uuid
 import zlib
+from dataclasses import dataclass
+from itertools import compress
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.adaptive.calibration import update_difficulty
 from app.adaptive.estimation import AbilityPosterior
@@ -33,6 +37,7 @@ from app.ai.runtime import log_usage
 from app.auth.models import User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus, Skill
 from app.content.service import get_course, get_skill
+from app.db import new_id, utcnow
 from app.errors import Conflict, Forbidden, NotFound, ProblemError, validation_problem
 from app.learning import queries
 from app.learning.models import Attempt, Enrollment, PracticeSession, SkillState
@@ -189,36 +194,91 @@ def _locked_practice(
     return practice, state, _course_status(session, practice)
 
 
-def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Item, SkillState]:
-    """The engine's choice for this learner now; asking again before answering repeats it."""
-    practice, state, course_status = _locked_practice(session, user.id, session_id)
-    _require_published(course_status)
+@dataclass(frozen=True)
+class _Serving:
+    """What /next reads of the caller's locked session and skill state (queries.LOCK_SERVING)."""
+
+    id: uuid.UUID
+    skill_id: uuid.UUID
+    pending_item_id: uuid.UUID | None
+    served: int
+    theta: float
+    se: float
+    attempts: int
+    mastered: bool
+    status: CourseStatus | None
+
+
+def _locked_serving(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> _Serving:
+    """The caller's practice session and skill state under their row locks, and the course's
+    status, as `_locked_practice` reads them, in columns (404 for anybody else's session)."""
+    row = session.connection().execute(
+        queries.LOCK_SERVING, {"session_id": session_id, "user_id": user_id}
+    )
+    found = row.one_or_none()
+    if found is not None:
+        return _Serving(*found)
+    # No such session (404 below), or its skill state is gone: as in _locked_practice.
+    practice = _session_of(session, user_id, session_id, lock=True)
+    state = _skill_state(session, user_id, practice.skill_id, lock=True)
+    status = _course_status(session, practice)
+    return _Serving(
+        practice.id,
+        practice.skill_id,
+        practice.pending_item_id,
+        practice.served,
+        state.theta,
+        state.se,
+        state.attempts,
+        state.mastered,
+        status,
+    )
+
+
+def next_item(session: Session, user: User, session_id: uuid.UUID) -> tuple[Row[Any], EstimateOut]:
+    """The engine's choice for this learner now; asking again before answering repeats it.
+    The item is its public columns (queries.PUBLIC_ITEM), with the learner's estimate."""
+    practice = _locked_serving(session, user.id, session_id)
+    _require_published(practice.status)
+    estimate = EstimateOut(
+        theta=practice.theta, se=practice.se, attempts=practice.attempts, mastered=practice.mastered
+    )
+    # Core statements go to the transaction's connection, not through the ORM's execute
+    # (whose per-statement bookkeeping they do not need).
+    connection = session.connection()
     if practice.pending_item_id is not None:
-        pending = session.get(Item, practice.pending_item_id)
+        pending = connection.execute(
+            queries.PUBLIC_ITEM, {"item_id": practice.pending_item_id}
+        ).one_or_none()
         if pending is not None and pending.status is ItemStatus.PUBLISHED:
             _commit_keeping_loaded(session)
-            return pending, state
+            return pending, estimate
     # Selection latency: the bank query and the engine's pick (not a repeat).
     started = time.perf_counter()
     # The bank as (id, a, b) rows, the learner's latest answers flagged (queries.BANK).
-    bank_items = session.execute(
+    bank_items = connection.execute(
         queries.BANK, {"user_id": user.id, "skill_id": practice.skill_id}
     ).all()
     if not bank_items:
         raise Conflict("This skill has no published items yet.", slug="no-items")
-    bank = ItemBank.from_items((str(i.id), i.a, i.b) for i in bank_items)
+    # Columns by zip and compress, in C: a loop over the rows in Python was a tenth of a /next
+    # request's work (docs/benchmarks.md "Serving cost").
+    ids, a, b, recent = zip(*bank_items, strict=True)
+    bank = ItemBank(ids=ids, a=np.array(a, dtype=np.float64), b=np.array(b, dtype=np.float64))
     # Seeded by session and position, so a replayed session makes the same choices.
     rng = np.random.default_rng([zlib.crc32(practice.id.bytes), practice.served])
-    excluded = frozenset(str(i.id) for i in bank_items if i.recent)
-    chosen = select_item(bank, state.theta, rng, excluded=excluded)
+    excluded = frozenset(compress(ids, recent))
+    chosen = select_item(bank, practice.theta, rng, excluded=excluded)
     if chosen is None:  # every item was seen recently: choose among all of them again
-        chosen = select_item(bank, state.theta, rng)
-    item = session.get_one(Item, uuid.UUID(chosen))
+        chosen = select_item(bank, practice.theta, rng)
+    item = connection.execute(queries.PUBLIC_ITEM, {"item_id": uuid.UUID(chosen)}).one()
     metrics.observe_selection(time.perf_counter() - started)
-    practice.pending_item_id = item.id
-    practice.served += 1
+    served = practice.served + 1
+    connection.execute(
+        queries.SERVE, {"session_id": practice.id, "item_id": item.id, "served_count": served}
+    )
     _commit_keeping_loaded(session)
-    return item, state
+    return item, estimate
 
 
 def _course_status(session: Session, practice: PracticeSession) -> CourseStatus | None:
@@ -386,18 +446,18 @@ def _record(
     # The engine's prediction for this attempt, made before the answer moves the estimate.
     predicted = float(probability(theta_before, item.a, item.b))
     posterior = AbilityPosterior.from_state(state.posterior).update(item.a, item.b, grade.correct)
-    state.posterior = posterior.to_state()
-    state.theta, state.se = posterior.theta, posterior.se
-    state.attempts += 1
-    state.correct += int(grade.correct)
-    state.mastered = MASTERY.is_mastered(state.theta, state.se)
-    if first_answer:
-        item.b = update_difficulty(
-            item.a, item.b, theta_before, grade.correct, item.calibration_attempts
-        )
-        item.calibration_attempts += 1
-    practice.pending_item_id = None
+    now = utcnow()
+    state_values = {
+        "posterior": posterior.to_state(),
+        "theta": posterior.theta,
+        "se": posterior.se,
+        "attempts": state.attempts + 1,
+        "correct": state.correct + int(grade.correct),
+        "mastered": MASTERY.is_mastered(posterior.theta, posterior.se),
+        "updated_at": now,
+    }
     attempt = Attempt(
+        id=new_id(),
         session_id=practice.id,
         user_id=user_id,
         item_id=item.id,
@@ -406,16 +466,43 @@ def _record(
         score=grade.score,
         feedback=grade.feedback,
         graded_by=grade.graded_by,
-        theta_after=state.theta,
-        se_after=state.se,
-        mastered_after=state.mastered,
-        attempts_after=state.attempts,
+        theta_after=state_values["theta"],
+        se_after=state_values["se"],
+        mastered_after=state_values["mastered"],
+        attempts_after=state_values["attempts"],
         idempotency_key=idempotency_key,
+        created_at=now,
     )
-    session.add(attempt)
+    # The writes as Core statements on the locked rows (queries.RECORD_STATE...), then the
+    # loaded objects told what the rows now hold, so the commit has nothing left to flush.
+    connection = session.connection()
+    connection.execute(queries.RECORD_STATE, {"state_id": state.id, **state_values})
+    connection.execute(queries.CLEAR_PENDING, {"session_id": practice.id})
+    item_values: dict[str, Any] = {}
+    if first_answer:
+        item_values = {
+            "b": update_difficulty(
+                item.a, item.b, theta_before, grade.correct, item.calibration_attempts
+            ),
+            "calibration_attempts": item.calibration_attempts + 1,
+            "updated_at": now,
+        }
+        connection.execute(queries.CALIBRATE, {"item_id": item.id, **item_values})
+    connection.execute(
+        queries.RECORD_ATTEMPT,
+        {column.key: getattr(attempt, column.key) for column in _ATTEMPT_COLUMNS},
+    )
+    for loaded, values in ((state, state_values), (item, item_values)):
+        for name, value in values.items():
+            set_committed_value(loaded, name, value)
+    set_committed_value(practice, "pending_item_id", None)
     _commit_keeping_loaded(session)
-    metrics.record_prediction(predicted, grade.correct, state.se)
+    metrics.record_prediction(predicted, grade.correct, attempt.se_after)
     return attempt, True
+
+
+# Every column of an attempt, each given a value in _record (no column default is left to run).
+_ATTEMPT_COLUMNS = tuple(Attempt.__table__.columns)
 
 
 def hint_request(

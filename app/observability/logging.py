@@ -20,6 +20,7 @@ installed (pytest's caplog) are left alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -136,6 +137,7 @@ def configure_logging(level: str = "INFO") -> None:
     _configured = True
 
 
+@functools.cache  # a route's template never changes; the rules are a fixed set
 def route_template(rule: str | None) -> str:
     """`/sessions/<uuid:session_id>/next` as `/sessions/{session_id}/next`; `unmatched` for None."""
     if rule is None:

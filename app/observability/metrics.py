@@ -22,6 +22,7 @@ staging and production require; development and test serve it openly without one
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import math
@@ -139,6 +140,12 @@ RATELIMIT_STORAGE_UNAVAILABLE = Counter(
 )
 
 # Fixed vocabularies start at zero, so a rule sees the series before the first event.
+# The labelled children hot paths set, looked up once: `labels()` per call (checks, a lock, a
+# dict) was most of sampling the pool, twice a request (docs/benchmarks.md "Serving cost").
+_POOL_CHECKED_OUT = DB_POOL.labels("checked_out")
+_POOL_IDLE = DB_POOL.labels("idle")
+_POOL_OVERFLOW = DB_POOL.labels("overflow")
+
 for _outcome in ("open", "closed"):
     RATELIMIT_STORAGE_UNAVAILABLE.labels(_outcome)
 for _reason in ("unknown_email", "bad_password", "inactive"):
@@ -147,6 +154,7 @@ for _reason in ("unknown_email", "bad_password", "inactive"):
 _PARAM = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
+@functools.cache  # a route's template never changes; the rules are a fixed set
 def route_label(rule: str | None) -> str:
     """The route template of a URL rule in OpenAPI form (`/x/<uuid:id>` -> `/x/{id}`);
     `unmatched` when no rule matched (404s), so raw paths never become label values."""
@@ -204,9 +212,9 @@ def observe_pool(pool: Pool) -> None:
         overflow = max(int(pool.overflow()), 0)  # type: ignore[attr-defined]
     except AttributeError:
         return
-    DB_POOL.labels("checked_out").set(checked_out)
-    DB_POOL.labels("idle").set(idle)
-    DB_POOL.labels("overflow").set(overflow)
+    _POOL_CHECKED_OUT.set(checked_out)
+    _POOL_IDLE.set(idle)
+    _POOL_OVERFLOW.set(overflow)
 
 
 # --- what capabilities register -----------------------------------------------------------------
@@ -314,10 +322,17 @@ def _record_request(response: Response) -> Response:
     started: float | None = g.get("metrics_started")
     rule = request.url_rule.rule if request.url_rule is not None else None
     labels = (method_label(request.method), route_label(rule), str(response.status_code))
-    HTTP_REQUESTS.labels(*labels).inc()
+    count, duration = _http_children(labels)
+    count.inc()
     if started is not None:
-        HTTP_DURATION.labels(*labels).observe(time.perf_counter() - started)
+        duration.observe(time.perf_counter() - started)
     return response
+
+
+@functools.cache  # bounded: methods, route templates and statuses are small fixed sets
+def _http_children(labels: tuple[str, str, str]) -> tuple[Counter, Histogram]:
+    """The request counter's and the duration histogram's children for one label set."""
+    return HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels)
 
 
 def _sample_pool(_exc: BaseException | None) -> None:

@@ -19,6 +19,7 @@ Discovery happens once, in the controlling process; xdist workers receive the re
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import glob
@@ -26,12 +27,16 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
+import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -40,8 +45,16 @@ from tests.plugins.redis_claims import CLAIM_KEY, TTL_SECONDS, Claim, claim_data
 from tests.plugins.xdist_node import WorkerNode
 from tools.processes import free_port, port_open, wait_until
 
-POSTGRES_IMAGE = "postgres:15-alpine"
-REDIS_IMAGE = "redis:7-alpine"
+# The images testcontainers starts: the official ones where a registry answers; on machines
+# without one, .ci/run (and `python3 -m tools.container_images env`) names the local builds.
+POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE = "MASTERY_POSTGRES_IMAGE", "postgres:15-alpine"
+REDIS_IMAGE_VARIABLE, REDIS_IMAGE = "MASTERY_REDIS_IMAGE", "redis:7-alpine"
+# Every container of a run carries these labels. Ryuk (testcontainers' reaper) is off, its image
+# cannot be pulled everywhere: the run removes its containers itself (pytest_unconfigure, and
+# atexit for an interrupted run), and the next run sweeps those of runs that were killed.
+OWNER_LABEL = "io.mastery.tests.owner"
+# Set by .ci/run: the run must use testcontainers, a missing daemon is an error, not a fallback.
+REQUIRE_DOCKER_VARIABLE = "MASTERY_REQUIRE_DOCKER"
 HOW_TO_PROVIDE = {
     "postgres": (
         "No PostgreSQL server for the integration tests. Provide one of: "
@@ -209,22 +222,93 @@ def start_local_redis() -> Service | None:
 # --- containers ------------------------------------------------------------------------------
 
 
+def image_name(variable: str, default: str, env: Mapping[str, str] | None = None) -> str:
+    """The image named by `variable`, else the official `default`."""
+    return (os.environ if env is None else env).get(variable) or default
+
+
+def owner_label() -> str:
+    """This process as a container owner: host and pid, so a sweep can tell whether it lives."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_gone(owner: str, host: str | None = None, alive: Callable[[int], bool] | None = None) -> bool:
+    """True when `owner` (host:pid) is a process of this host that no longer runs."""
+    owner_host, _, pid = owner.rpartition(":")
+    if owner_host != (host or socket.gethostname()) or not pid.isdigit():
+        return False  # another machine's container (a shared daemon): not ours to judge
+    return not (alive or pid_alive)(int(pid))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphaned_containers() -> list[str]:
+    """Remove the test containers of runs that were killed before cleaning up; their names."""
+    import docker
+
+    client = docker.from_env(timeout=10)
+    removed = []
+    try:
+        for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+            if owner_is_gone(container.labels.get(OWNER_LABEL, "")):
+                container.remove(force=True, v=True)
+                removed.append(container.name)
+    finally:
+        client.close()
+    return removed
+
+
+def _container_service(name: str, image: str, container: Any, url: str, seconds: float) -> Service:
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if not stopped.is_set():
+            stopped.set()
+            with contextlib.suppress(Exception):  # already gone: nothing to remove
+                container.stop()
+
+    atexit.register(stop)  # an interrupted run still removes it; unconfigure usually did
+    return Service(name, url, f"testcontainers {image}, ready in {seconds:.1f} s", stop)
+
+
+def _labelled(container: Any) -> Any:
+    return container.with_kwargs(labels={OWNER_LABEL: owner_label()})
+
+
+def _loopback(host: str) -> str:
+    # "localhost" may resolve to ::1 first; the published ports answer on 127.0.0.1 for sure
+    return "127.0.0.1" if host == "localhost" else host
+
+
 def start_postgres_container() -> Service:
     from testcontainers.community.postgres import PostgresContainer
 
-    container = PostgresContainer(POSTGRES_IMAGE, driver="psycopg").start()
-    url = container.get_connection_url().rsplit("/", 1)[0] + "/postgres"
-    return Service("postgres", url, f"testcontainers {POSTGRES_IMAGE}", container.stop)
+    image = image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE)
+    started = time.monotonic()
+    # ready when psql answers over TCP inside the container (the module's own wait strategy)
+    container = _labelled(PostgresContainer(image, driver="psycopg")).start()
+    url = container.get_connection_url(host=_loopback(container.get_container_host_ip()))
+    url = url.rsplit("/", 1)[0] + "/postgres"
+    return _container_service("postgres", image, container, url, time.monotonic() - started)
 
 
 def start_redis_container() -> Service:
     from testcontainers.community.redis import RedisContainer
 
-    container = RedisContainer(REDIS_IMAGE).start()
-    host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
-    return Service(
-        "redis", f"redis://{host}:{port}", f"testcontainers {REDIS_IMAGE}", container.stop
-    )
+    image = image_name(REDIS_IMAGE_VARIABLE, REDIS_IMAGE)
+    started = time.monotonic()
+    container = _labelled(RedisContainer(image)).start()  # ready when PING answers
+    host = _loopback(container.get_container_host_ip())
+    url = f"redis://{host}:{container.get_exposed_port(6379)}"
+    return _container_service("redis", image, container, url, time.monotonic() - started)
 
 
 # --- discovery -------------------------------------------------------------------------------
@@ -328,6 +412,16 @@ def pytest_configure(config: pytest.Config) -> None:
     probes = Probes(env=dict(os.environ))
     docker = probes.docker()
     probes.docker = lambda: docker  # ask the daemon once, not once per service
+    wanted = not all(probes.env.get(v) for v in ("TEST_DATABASE_URL", "TEST_REDIS_URL"))
+    if wanted and not docker and probes.env.get(REQUIRE_DOCKER_VARIABLE):
+        raise pytest.UsageError(
+            f"{REQUIRE_DOCKER_VARIABLE} is set (CI: .ci/run starts dockerd) but no Docker daemon "
+            "answers: refusing to fall back to local servers"
+        )
+    if docker and wanted:
+        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+        for orphan in sweep_orphaned_containers():
+            notes.append(f"removed container {orphan} left by a killed run")
     try:
         for name in ("postgres", "redis"):
             service, found_notes = discover(name, probes)

@@ -1,0 +1,44 @@
+"""testcontainers without Ryuk (tests/plugins/services.py): which images it starts, and which
+left-over containers a run's start-up sweep may remove."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from tests.plugins.services import (
+    POSTGRES_IMAGE,
+    POSTGRES_IMAGE_VARIABLE,
+    image_name,
+    owner_is_gone,
+    owner_label,
+)
+
+
+def test_the_image_defaults_to_the_official_one_and_the_environment_overrides_it() -> None:
+    assert image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, {}) == "postgres:15-alpine"
+    assert image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, {POSTGRES_IMAGE_VARIABLE: ""}) == (
+        "postgres:15-alpine"
+    )
+    local = {POSTGRES_IMAGE_VARIABLE: "mastery-local/postgres:15"}
+    assert image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, local) == local[POSTGRES_IMAGE_VARIABLE]
+
+
+def test_a_container_of_a_dead_process_on_this_host_is_swept() -> None:
+    assert owner_is_gone("box:4242", host="box", alive=lambda pid: pid != 4242)
+
+
+def test_a_container_of_a_live_run_is_kept() -> None:
+    assert not owner_is_gone("box:4242", host="box", alive=lambda _pid: True)
+    assert not owner_is_gone(owner_label())  # this very process
+
+
+def test_another_hosts_or_an_unreadable_owner_is_never_swept() -> None:
+    dead = lambda _pid: False  # noqa: E731 - a stand-in
+    assert not owner_is_gone("elsewhere:4242", host="box", alive=dead)
+    assert not owner_is_gone("box:not-a-pid", host="box", alive=dead)
+    assert not owner_is_gone("", host="box", alive=dead)
+
+
+def test_the_owner_label_names_this_host_and_process() -> None:
+    assert owner_label() == f"{socket.gethostname()}:{os.getpid()}"
