@@ -84,7 +84,9 @@ def compose_base(has_plugin: Callable[[], bool] | None = None) -> list[str]:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    raise StackFailed("no compose: install the docker compose plugin or `apt-get install docker-compose`")
+    raise StackFailed(
+        "no compose: install the docker compose plugin or `apt-get install docker-compose`"
+    )
 
 
 def without_name(text: str) -> str:
@@ -159,7 +161,15 @@ def stack_ready(containers: Mapping[str, str]) -> bool:
 def project_containers(services: Iterable[str]) -> dict[str, str]:
     label = f"label=com.docker.compose.project={PROJECT}"
     names = output(
-        ["docker", "ps", "-a", "--filter", label, "--format", '{{.Label "com.docker.compose.service"}} {{.Names}}']
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            label,
+            "--format",
+            '{{.Label "com.docker.compose.service"}} {{.Names}}',
+        ]
     ).split("\n")
     found = dict(line.split(" ", 1) for line in names if line.strip())
     missing = set(services) - set(found)
@@ -212,13 +222,22 @@ def check_image() -> None:
             except httpx.HTTPError:
                 return False
 
-        wait_until("docker run IMAGE web to answer /healthz", healthz, START_TIMEOUT, failure=StackFailed)
+        wait_until(
+            "docker run IMAGE web to answer /healthz", healthz, START_TIMEOUT, failure=StackFailed
+        )
         uid = output(["docker", "exec", name, "id", "-u"]).strip()
         if uid != APP_UID:
             raise StackFailed(f"the web process runs as uid {uid}, not {APP_UID}")
         compilers = subprocess.run(
             # one name per `command -v`: dash stops at the first missing one
-            ["docker", "exec", name, "sh", "-c", "for c in gcc cc c99 clang; do command -v $c; done; true"],
+            [
+                "docker",
+                "exec",
+                name,
+                "sh",
+                "-c",
+                "for c in gcc cc c99 clang; do command -v $c; done; true",
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -237,7 +256,12 @@ def docker_logs(container: str) -> str:
 
 
 def image_available(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode == 0
+    return (
+        subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
 
 
 def stack(smoke_args: list[str], workdir: Path) -> int:
@@ -291,7 +315,9 @@ def stack(smoke_args: list[str], workdir: Path) -> int:
         ]
         say("running the smoke suite: " + " ".join(command[1:]))
         # S603: the smoke suite's fixed command line.
-        status = subprocess.run(command, cwd=ROOT, env=smoke_env, check=False).returncode  # noqa: S603
+        status = subprocess.run(
+            command, cwd=ROOT, env=smoke_env, check=False
+        ).returncode  # noqa: S603
         stack_ready(containers)  # a crash during the run fails it even if the checks passed
         if status != 0:
             subprocess.run([*compose, "logs", "--tail", "80"], check=False)
@@ -326,9 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (StackFailed, subprocess.CalledProcessError) as error:
             say(f"FAILED: {error}")
             status = status or 1
-    say(
-        f"CONTAINERS {'PASSED' if status == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s"
-    )
+    say(f"CONTAINERS {'PASSED' if status == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s")
     return status
 
 

@@ -128,8 +128,11 @@ def test_the_engine_set_up_installs_only_what_is_missing(
 
 
 def test_the_env_lines_name_every_local_image_for_the_compose_files_and_the_harness() -> None:
-    lines = ci.env_lines()
-    exported = dict(re.fullmatch(r"export (\w+)=(\S+)", line).groups() for line in lines)  # type: ignore[union-attr]  # fullmatch checked by the dict
+    exported = {}
+    for line in ci.env_lines():
+        match = re.fullmatch(r"export (\w+)=(\S+)", line)
+        assert match is not None, line
+        exported[match[1]] = match[2]
 
     assert exported["MASTERY_POSTGRES_IMAGE"] == "mastery-local/postgres:15"
     assert exported["MASTERY_REDIS_IMAGE"] == "mastery-local/redis:7"
