@@ -272,6 +272,7 @@ def stack(smoke_args: list[str], workdir: Path) -> int:
     for name in left_out:
         say(f"not started: {name} (no local image {images[name]} and no registry)")
     try:
+        up_started = time.monotonic()
         run([*compose, "up", "-d", "--no-build", *services])
         containers = project_containers(services)
         wait_until(
@@ -282,7 +283,10 @@ def stack(smoke_args: list[str], workdir: Path) -> int:
             interval=2,
         )
         healthy = ", ".join(name for name in services if name != "migrate")
-        say(f"stack up: migrate exited 0; healthy: {healthy}")
+        say(
+            f"stack up in {time.monotonic() - up_started:.0f} s: migrate exited 0; healthy: "
+            + healthy
+        )
         password = secrets.token_urlsafe(24)
         # the password travels in the environment (docker exec -e NAME), never in argv
         run(
@@ -305,9 +309,11 @@ def stack(smoke_args: list[str], workdir: Path) -> int:
             *("--base-url", "http://127.0.0.1:8000", *smoke_args),
         ]
         say("running the smoke suite: " + " ".join(command[1:]))
+        smoke_started = time.monotonic()
         status = subprocess.run(  # noqa: S603 - the smoke suite's command line, built here
             command, cwd=ROOT, env=smoke_env, check=False
         ).returncode
+        say(f"smoke suite exited {status} after {time.monotonic() - smoke_started:.0f} s")
         stack_ready(containers)  # a crash during the run fails it even if the checks passed
         if status != 0:
             show([*compose, "logs", "--tail", "80"])
@@ -336,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mastery-containers-") as tmp:
         try:
             if not args.no_build:
+                build_started = time.monotonic()
                 build_image()
+                say(f"images ready in {time.monotonic() - build_started:.0f} s")
             check_image()
             status = stack(smoke_args, Path(tmp))
         except (StackFailed, subprocess.CalledProcessError) as error:
