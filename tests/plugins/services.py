@@ -293,7 +293,7 @@ def configure_testcontainers(env: Mapping[str, str]) -> None:
     from testcontainers.core.config import ConnectionMode
     from testcontainers.core.config import testcontainers_config as config
 
-    config.ryuk_disabled = True  # its image cannot be pulled everywhere (module constants)
+    config.ryuk_disabled = True  # its image cannot be pulled everywhere (see OWNER_LABEL)
     client = docker.from_env(timeout=10)
     try:
         name = str(client.info().get("Name", ""))
