@@ -296,6 +296,15 @@ def image_id(name: str) -> str:
     ).stdout.strip()
 
 
+def prune_replaced() -> None:
+    """Remove the images a rebuild replaced: untagged, with our label. On vfs each is a full
+    copy of its file system, hundreds of MB; the build cache's intermediate images stay."""
+    run(
+        ["docker", "image", "prune", "--force", "--filter", f"label={LABEL}"],
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def stale(rootfs: RootFs, label_of: Callable[[str], str | None] = image_label) -> list[Image]:
     """The images of `rootfs` that are missing or were built from other inputs."""
     wanted = rootfs_hash(rootfs)
@@ -405,6 +414,7 @@ def build_bases(selected: Sequence[str] = ()) -> dict[str, float]:
             started = time.monotonic()
             build_rootfs(rootfs, base, workdir)
             timings[rootfs.key] = time.monotonic() - started
+        prune_replaced()
     finally:
         with_proc = [p for p in workdir.glob("*/proc") if os.path.ismount(p)]
         for proc in with_proc:
@@ -540,6 +550,7 @@ def build_app(tag: str = APP_IMAGE, base: str | None = None) -> float | None:
         # the classic builder: BuildKit would fetch the `# syntax=` frontend from a registry
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
     )
+    prune_replaced()
     return time.monotonic() - started
 
 
@@ -576,6 +587,33 @@ def engine_answers() -> bool:
     return probe(["docker", "info"]).returncode == 0
 
 
+DOCKERD_PID_FILE = Path("/var/run/docker.pid")
+
+
+def stale_pid_file(pid_file: Path, proc: Path = Path("/proc")) -> bool:
+    """True when `pid_file` names no running dockerd (a killed daemon's, its pid maybe reused).
+
+    dockerd refuses to start while its pid file names any live process.
+    """
+    try:
+        pid = pid_file.read_text().strip()
+    except FileNotFoundError:
+        return False
+    try:
+        stat = (proc / pid / "stat").read_text()
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return True
+    # "PID (COMM) STATE ...": a zombie (Z) or another program does not count
+    command, _, rest = stat.partition(") ")
+    return command.split("(", 1)[-1] != "dockerd" or rest.startswith("Z")
+
+
+def remove_stale_pid_file() -> None:
+    if stale_pid_file(DOCKERD_PID_FILE):
+        print(f"removing {DOCKERD_PID_FILE}: it names no running dockerd", flush=True)
+        DOCKERD_PID_FILE.unlink(missing_ok=True)
+
+
 def ensure_engine(timeout: float = 60.0) -> float | None:
     """Install what is missing, start dockerd (vfs) unless one answers; seconds to answer.
 
@@ -594,6 +632,7 @@ def ensure_engine(timeout: float = 60.0) -> float | None:
         return None
     if os.geteuid() != 0:
         raise SystemExit("no Docker engine answers and only root can start dockerd here")
+    remove_stale_pid_file()
     started = time.monotonic()
     with DOCKERD_LOG.open("ab") as log:
         # vfs: the one storage driver that works on every file system (overlay may not nest)
