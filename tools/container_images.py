@@ -296,13 +296,18 @@ def image_id(name: str) -> str:
     ).stdout.strip()
 
 
-def prune_replaced() -> None:
-    """Remove the images a rebuild replaced: untagged, with our label. On vfs each is a full
-    copy of its file system, hundreds of MB; the build cache's intermediate images stay."""
-    run(
-        ["docker", "image", "prune", "--force", "--filter", f"label={LABEL}"],
-        stdout=subprocess.DEVNULL,
-    )
+def current_id(name: str) -> str | None:
+    """The id of the image tagged `name`; None when there is none."""
+    result = probe(["docker", "image", "inspect", "--format", "{{.Id}}", name])
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def remove_replaced(name: str, previous: str | None) -> None:
+    """Remove the image `name` pointed to before a rebuild: on vfs each is a full copy of its
+    file system, hundreds of MB. Only that image: the layers the new one shares stay, and so
+    does the build cache (a prune by label would take the builder stage's cache with it)."""
+    if previous is not None and previous != current_id(name):
+        probe(["docker", "image", "rm", previous])  # still used by a container: kept, harmless
 
 
 def stale(rootfs: RootFs, label_of: Callable[[str], str | None] = image_label) -> list[Image]:
@@ -373,6 +378,7 @@ def build_rootfs(rootfs: RootFs, base_tree: Path, workdir: Path) -> None:
         run(["umount", str(proc)])
     label = rootfs_hash(rootfs)
     for image in rootfs.images:
+        previous = current_id(image.name)
         changes = [*image.changes, f"LABEL {LABEL}={label}"]
         tar = subprocess.Popen(  # noqa: S603 - a fixed command line over our own directory
             ["tar", "-C", str(tree), "--numeric-owner", "-c", "."],  # noqa: S607 - tar from PATH
@@ -389,6 +395,7 @@ def build_rootfs(rootfs: RootFs, base_tree: Path, workdir: Path) -> None:
                 tar.stdout.close()
             if tar.wait() != 0:
                 raise RuntimeError(f"tar of {tree} failed")
+        remove_replaced(image.name, previous)
     shutil.rmtree(tree)
 
 
@@ -414,7 +421,6 @@ def build_bases(selected: Sequence[str] = ()) -> dict[str, float]:
             started = time.monotonic()
             build_rootfs(rootfs, base, workdir)
             timings[rootfs.key] = time.monotonic() - started
-        prune_replaced()
     finally:
         with_proc = [p for p in workdir.glob("*/proc") if os.path.ismount(p)]
         for proc in with_proc:
@@ -540,6 +546,7 @@ def build_app(tag: str = APP_IMAGE, base: str | None = None) -> float | None:
         print(f"up to date: {tag}", flush=True)
         return None
     started = time.monotonic()
+    previous = current_id(tag)
     download_wheels(base)
     run(
         [
@@ -550,7 +557,7 @@ def build_app(tag: str = APP_IMAGE, base: str | None = None) -> float | None:
         # the classic builder: BuildKit would fetch the `# syntax=` frontend from a registry
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
     )
-    prune_replaced()
+    remove_replaced(tag, previous)
     return time.monotonic() - started
 
 
