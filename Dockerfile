@@ -71,16 +71,11 @@ RUN groupadd --system --gid 10001 mastery \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=root:root gunicorn.conf.py ./
-COPY --chown=root:root app ./app
 COPY --chown=root:root deploy/docker/entrypoint.sh /usr/local/bin/mastery-entrypoint
-# Code stays root-owned (read-only to the process); only instance/ (file storage fallback) is
-# writable by the app user.
-RUN python -m compileall -q /app/app \
-    && mkdir -p /app/instance \
+# Only instance/ (the file storage fallback) is writable by the app user.
+RUN mkdir -p /app/instance \
     && chown mastery:mastery /app/instance \
     && chmod 0755 /usr/local/bin/mastery-entrypoint
-
-USER 10001:10001
 EXPOSE 8000
 
 # Liveness only (/healthz answers without touching the database), through Python because the
@@ -91,3 +86,10 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
 
 ENTRYPOINT ["mastery-entrypoint"]
 CMD ["web"]
+
+# The application code last: a change to app/ rebuilds only the steps from here on (each step
+# copies the whole file system on the vfs storage driver of the CI machines, docs/benchmarks.md).
+# Code stays root-owned, read-only to the process.
+COPY --chown=root:root app ./app
+RUN python -m compileall -q /app/app
+USER 10001:10001

@@ -42,9 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL = "io.mastery.inputs"
@@ -157,7 +158,10 @@ ROOTFS: tuple[RootFs, ...] = (
         key="monitoring",
         # Debian's builds (Prometheus 2.42, Alertmanager 0.25); wget for compose's health checks
         packages=("prometheus", "prometheus-alertmanager", "wget"),
-        setup=("mkdir -p /prometheus /alertmanager", "chown nobody:nogroup /prometheus /alertmanager"),
+        setup=(
+            "mkdir -p /prometheus /alertmanager",
+            "chown nobody:nogroup /prometheus /alertmanager",
+        ),
         images=(
             Image(
                 "mastery-local/prometheus:2",
@@ -198,10 +202,8 @@ PRUNE = (
     "/usr/share/man/*",
     "/usr/share/info/*",
     "/usr/share/locale/*",
-    "/tmp/*",
+    "/tmp/*",  # noqa: S108 - the image's /tmp, emptied before import, not a file of ours
 )
-
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 # --- hashes --------------------------------------------------------------------------------
@@ -253,30 +255,59 @@ def app_hash(root: Path, base_id: str) -> str:
 # --- docker --------------------------------------------------------------------------------
 
 
-def run(command: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: IO[bytes] | None = None,
+    stdout: int | None = None,
+    capture_output: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run a step of a build, printed first; a failure stops the build (CalledProcessError)."""
     print("+ " + shlex.join(command), flush=True)
-    return subprocess.run(command, check=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]  # kwargs pass through
+    return subprocess.run(  # noqa: S603 - this module's own command lines, never outside input
+        command,
+        check=True,
+        text=True,
+        env=env,
+        stdin=stdin,
+        stdout=stdout,
+        capture_output=capture_output,
+    )
+
+
+def probe(command: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Ask a question by running a command: its exit status and output are the answer."""
+    return subprocess.run(  # noqa: S603 - this module's own command lines, never outside input
+        command, capture_output=True, text=True, check=False
+    )
 
 
 def image_label(name: str) -> str | None:
     """The io.mastery.inputs label of a local image; None when there is no such image."""
-    result = subprocess.run(
-        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{LABEL}"}}}}', name],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    label = f'{{{{index .Config.Labels "{LABEL}"}}}}'
+    result = probe(["docker", "image", "inspect", "--format", label, name])
     return result.stdout.strip() if result.returncode == 0 else None
 
 
 def image_id(name: str) -> str:
-    result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Id}}", name],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip()
+    return run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", name], capture_output=True
+    ).stdout.strip()
+
+
+def current_id(name: str) -> str | None:
+    """The id of the image tagged `name`; None when there is none."""
+    result = probe(["docker", "image", "inspect", "--format", "{{.Id}}", name])
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def remove_replaced(name: str, previous: str | None) -> None:
+    """Remove the image `name` pointed to before a rebuild: on vfs each is a full copy of its
+    file system, hundreds of MB. Only that image: the layers the new one shares stay, and so
+    does the build cache (a prune by label would take the builder stage's cache with it)."""
+    if previous is not None and previous != current_id(name):
+        probe(["docker", "image", "rm", previous])  # still used by a container: kept, harmless
 
 
 def stale(rootfs: RootFs, label_of: Callable[[str], str | None] = image_label) -> list[Image]:
@@ -347,8 +378,12 @@ def build_rootfs(rootfs: RootFs, base_tree: Path, workdir: Path) -> None:
         run(["umount", str(proc)])
     label = rootfs_hash(rootfs)
     for image in rootfs.images:
+        previous = current_id(image.name)
         changes = [*image.changes, f"LABEL {LABEL}={label}"]
-        tar = subprocess.Popen(["tar", "-C", str(tree), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(  # noqa: S603 - a fixed command line over our own directory
+            ["tar", "-C", str(tree), "--numeric-owner", "-c", "."],  # noqa: S607 - tar from PATH
+            stdout=subprocess.PIPE,
+        )
         try:
             run(
                 ["docker", "import", *[f"--change={c}" for c in changes], "-", image.name],
@@ -360,6 +395,7 @@ def build_rootfs(rootfs: RootFs, base_tree: Path, workdir: Path) -> None:
                 tar.stdout.close()
             if tar.wait() != 0:
                 raise RuntimeError(f"tar of {tree} failed")
+        remove_replaced(image.name, previous)
     shutil.rmtree(tree)
 
 
@@ -388,7 +424,7 @@ def build_bases(selected: Sequence[str] = ()) -> dict[str, float]:
     finally:
         with_proc = [p for p in workdir.glob("*/proc") if os.path.ismount(p)]
         for proc in with_proc:
-            subprocess.run(["umount", "-l", str(proc)], check=False)
+            probe(["umount", "-l", str(proc)])  # lazily: the tree is removed next anyway
         shutil.rmtree(workdir, ignore_errors=True)
     return timings
 
@@ -455,7 +491,9 @@ def target_tags(environment: dict[str, str]) -> list[str]:
     major, minor = (int(part) for part in environment["glibc"].split(".")[:2])
     version = environment["python_version"]
     abi = "cp" + version.replace(".", "")
-    platforms = [f"manylinux_{major}_{m}_{environment['platform_machine']}" for m in range(minor, 4, -1)]
+    platforms = [
+        f"manylinux_{major}_{m}_{environment['platform_machine']}" for m in range(minor, 4, -1)
+    ]
     platforms += [f"linux_{environment['platform_machine']}"]
     options = ["--python-version", version, "--implementation", "cp"]
     for tag in (abi, "abi3", "none"):
@@ -469,7 +507,7 @@ def marker_evaluator(environment: dict[str, str]) -> Callable[[str], bool]:
     try:
         from packaging.markers import Marker
     except ImportError:  # pip vendors it; the system python3 of .ci/run may lack the package
-        from pip._vendor.packaging.markers import Marker  # type: ignore[no-redef]  # same API
+        from pip._vendor.packaging.markers import Marker  # type: ignore[assignment]  # same API
 
     return lambda marker: bool(Marker(marker).evaluate(environment))
 
@@ -482,7 +520,9 @@ def download_wheels(base: str, root: Path = ROOT, python: str = sys.executable) 
     probe = run(["docker", "run", "--rm", base, "python3", "-c", TARGET_PROBE], capture_output=True)
     environment = json.loads(probe.stdout)
     lock = wheels.parent / "requirements.target.txt"
-    lock.write_text(for_target((root / "requirements.txt").read_text(), marker_evaluator(environment)))
+    lock.write_text(
+        for_target((root / "requirements.txt").read_text(), marker_evaluator(environment))
+    )
     run(
         [
             python,
@@ -506,6 +546,7 @@ def build_app(tag: str = APP_IMAGE, base: str | None = None) -> float | None:
         print(f"up to date: {tag}", flush=True)
         return None
     started = time.monotonic()
+    previous = current_id(tag)
     download_wheels(base)
     run(
         [
@@ -516,6 +557,7 @@ def build_app(tag: str = APP_IMAGE, base: str | None = None) -> float | None:
         # the classic builder: BuildKit would fetch the `# syntax=` frontend from a registry
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
     )
+    remove_replaced(tag, previous)
     return time.monotonic() - started
 
 
@@ -532,8 +574,7 @@ def compose_available() -> bool:
         return True
     if shutil.which("docker") is None:
         return False
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-    return probe.returncode == 0
+    return probe(["docker", "compose", "version"]).returncode == 0
 
 
 def missing_packages(
@@ -550,7 +591,34 @@ def missing_packages(
 def engine_answers() -> bool:
     if shutil.which("docker") is None:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+    return probe(["docker", "info"]).returncode == 0
+
+
+DOCKERD_PID_FILE = Path("/var/run/docker.pid")
+
+
+def stale_pid_file(pid_file: Path, proc: Path = Path("/proc")) -> bool:
+    """True when `pid_file` names no running dockerd (a killed daemon's, its pid maybe reused).
+
+    dockerd refuses to start while its pid file names any live process.
+    """
+    try:
+        pid = pid_file.read_text().strip()
+    except FileNotFoundError:
+        return False
+    try:
+        stat = (proc / pid / "stat").read_text()
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return True
+    # "PID (COMM) STATE ...": a zombie (Z) or another program does not count
+    command, _, rest = stat.partition(") ")
+    return command.split("(", 1)[-1] != "dockerd" or rest.startswith("Z")
+
+
+def remove_stale_pid_file() -> None:
+    if stale_pid_file(DOCKERD_PID_FILE):
+        print(f"removing {DOCKERD_PID_FILE}: it names no running dockerd", flush=True)
+        DOCKERD_PID_FILE.unlink(missing_ok=True)
 
 
 def ensure_engine(timeout: float = 60.0) -> float | None:
@@ -571,11 +639,12 @@ def ensure_engine(timeout: float = 60.0) -> float | None:
         return None
     if os.geteuid() != 0:
         raise SystemExit("no Docker engine answers and only root can start dockerd here")
+    remove_stale_pid_file()
     started = time.monotonic()
     with DOCKERD_LOG.open("ab") as log:
         # vfs: the one storage driver that works on every file system (overlay may not nest)
         daemon = subprocess.Popen(
-            ["dockerd", "--storage-driver", "vfs"],
+            ["dockerd", "--storage-driver", "vfs"],  # noqa: S607 - the one apt-get installed
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -585,8 +654,7 @@ def ensure_engine(timeout: float = 60.0) -> float | None:
         if daemon.poll() is not None or time.monotonic() - started > timeout:
             tail = DOCKERD_LOG.read_text(errors="replace").splitlines()[-20:]
             raise SystemExit(
-                f"dockerd did not answer (exit {daemon.poll()}); {DOCKERD_LOG}:\n"
-                + "\n".join(tail)
+                f"dockerd did not answer (exit {daemon.poll()}); {DOCKERD_LOG}:\n" + "\n".join(tail)
             )
         time.sleep(0.2)  # polling `docker info`, the positive signal; not a fixed wait
     return time.monotonic() - started
@@ -604,7 +672,9 @@ def env_lines() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m tools.container_images", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python3 -m tools.container_images", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build the stale base images")
     keys = [rootfs.key for rootfs in ROOTFS]
@@ -626,7 +696,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{'stale' if image in old else 'ok   '} {image.name}")
     elif args.command in ("engine", "setup"):
         seconds = ensure_engine()
-        print("engine: " + ("already answering" if seconds is None else f"started in {seconds:.1f} s"))
+        print(
+            "engine: " + ("already answering" if seconds is None else f"started in {seconds:.1f} s")
+        )
         if args.command == "setup":
             for name, took in build_bases().items():
                 print(f"built {name} in {took:.0f} s", flush=True)

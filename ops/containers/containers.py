@@ -38,6 +38,7 @@ import httpx
 import yaml
 
 from tools import container_images
+from tools.container_images import probe
 from tools.processes import free_port, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,15 +59,26 @@ def say(message: str) -> None:
     print(f"[containers] {message}", flush=True)
 
 
-def run(command: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(
+    command: Sequence[str], *, env: Mapping[str, str] | None = None, stdout: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A step: printed, then run; a failure stops the session (CalledProcessError)."""
     say("+ " + " ".join(command))
-    # S603: fixed command lines of docker and compose.
-    return subprocess.run(command, check=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]  # noqa: S603 - kwargs pass through
+    return subprocess.run(  # noqa: S603 - docker and compose command lines built here
+        command, check=True, text=True, env=env, stdout=stdout
+    )
 
 
 def output(command: Sequence[str]) -> str:
-    # S603: fixed command lines of docker.
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout  # noqa: S603
+    """What a docker query prints; a failure stops the session."""
+    return subprocess.run(  # noqa: S603 - docker command lines built here
+        command, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def show(command: Sequence[str]) -> None:
+    """Print what a diagnostic command prints (logs), whatever its exit status."""
+    subprocess.run(command, check=False)  # noqa: S603 - compose command lines built here
 
 
 # --- compose ---------------------------------------------------------------------------------
@@ -74,17 +86,14 @@ def output(command: Sequence[str]) -> str:
 
 def compose_base(has_plugin: Callable[[], bool] | None = None) -> list[str]:
     """`docker compose` when the plugin answers, else `docker-compose` (v1)."""
-    probe = has_plugin or (
-        lambda: subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, check=False
-        ).returncode
-        == 0
-    )
-    if probe():
+    has = has_plugin or (lambda: probe(["docker", "compose", "version"]).returncode == 0)
+    if has():
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    raise StackFailed("no compose: install the docker compose plugin or `apt-get install docker-compose`")
+    raise StackFailed(
+        "no compose: install the docker compose plugin or `apt-get install docker-compose`"
+    )
 
 
 def without_name(text: str) -> str:
@@ -99,7 +108,8 @@ def compose_command(base: list[str], file: Path) -> list[str]:
 def service_images(compose: Mapping[str, object], env: Mapping[str, str]) -> dict[str, str]:
     """Each service's image with `${VAR:-default}` resolved from `env`."""
     services = compose["services"]
-    assert isinstance(services, dict)
+    if not isinstance(services, dict):
+        raise StackFailed("the compose file has no services mapping")
     resolved = {}
     for name, service in services.items():
         image = str(service.get("image", ""))
@@ -159,7 +169,15 @@ def stack_ready(containers: Mapping[str, str]) -> bool:
 def project_containers(services: Iterable[str]) -> dict[str, str]:
     label = f"label=com.docker.compose.project={PROJECT}"
     names = output(
-        ["docker", "ps", "-a", "--filter", label, "--format", '{{.Label "com.docker.compose.service"}} {{.Names}}']
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            label,
+            "--format",
+            '{{.Label "com.docker.compose.service"}} {{.Names}}',
+        ]
     ).split("\n")
     found = dict(line.split(" ", 1) for line in names if line.strip())
     missing = set(services) - set(found)
@@ -212,32 +230,28 @@ def check_image() -> None:
             except httpx.HTTPError:
                 return False
 
-        wait_until("docker run IMAGE web to answer /healthz", healthz, START_TIMEOUT, failure=StackFailed)
+        wait_until(
+            "docker run IMAGE web to answer /healthz", healthz, START_TIMEOUT, failure=StackFailed
+        )
         uid = output(["docker", "exec", name, "id", "-u"]).strip()
         if uid != APP_UID:
             raise StackFailed(f"the web process runs as uid {uid}, not {APP_UID}")
-        compilers = subprocess.run(
-            # one name per `command -v`: dash stops at the first missing one
-            ["docker", "exec", name, "sh", "-c", "for c in gcc cc c99 clang; do command -v $c; done; true"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
+        # one name per `command -v`: dash stops at the first missing one
+        find = "for c in gcc cc c99 clang; do command -v $c; done; true"
+        compilers = probe(["docker", "exec", name, "sh", "-c", find]).stdout.split()
         if compilers:
             raise StackFailed(f"the image has a compiler: {', '.join(compilers)}")
         say(f"image check passed: /healthz 200, uid {uid}, no gcc/cc")
     finally:
-        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
+        probe(["docker", "rm", "-f", "-v", name])  # gone already is fine
 
 
 def docker_logs(container: str) -> str:
-    return subprocess.run(
-        ["docker", "logs", "--tail", "60", container], capture_output=True, text=True, check=False
-    ).stdout
+    return probe(["docker", "logs", "--tail", "60", container]).stdout
 
 
 def image_available(image: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode == 0
+    return probe(["docker", "image", "inspect", image]).returncode == 0
 
 
 def stack(smoke_args: list[str], workdir: Path) -> int:
@@ -258,6 +272,7 @@ def stack(smoke_args: list[str], workdir: Path) -> int:
     for name in left_out:
         say(f"not started: {name} (no local image {images[name]} and no registry)")
     try:
+        up_started = time.monotonic()
         run([*compose, "up", "-d", "--no-build", *services])
         containers = project_containers(services)
         wait_until(
@@ -267,7 +282,11 @@ def stack(smoke_args: list[str], workdir: Path) -> int:
             failure=StackFailed,
             interval=2,
         )
-        say("stack healthy")
+        healthy = ", ".join(name for name in services if name != "migrate")
+        say(
+            f"stack up in {time.monotonic() - up_started:.0f} s: migrate exited 0; healthy: "
+            + healthy
+        )
         password = secrets.token_urlsafe(24)
         # the password travels in the environment (docker exec -e NAME), never in argv
         run(
@@ -290,14 +309,17 @@ def stack(smoke_args: list[str], workdir: Path) -> int:
             *("--base-url", "http://127.0.0.1:8000", *smoke_args),
         ]
         say("running the smoke suite: " + " ".join(command[1:]))
-        # S603: the smoke suite's fixed command line.
-        status = subprocess.run(command, cwd=ROOT, env=smoke_env, check=False).returncode  # noqa: S603
+        smoke_started = time.monotonic()
+        status = subprocess.run(  # noqa: S603 - the smoke suite's command line, built here
+            command, cwd=ROOT, env=smoke_env, check=False
+        ).returncode
+        say(f"smoke suite exited {status} after {time.monotonic() - smoke_started:.0f} s")
         stack_ready(containers)  # a crash during the run fails it even if the checks passed
         if status != 0:
-            subprocess.run([*compose, "logs", "--tail", "80"], check=False)
+            show([*compose, "logs", "--tail", "80"])
         return status
     except Exception:
-        subprocess.run([*compose, "logs", "--tail", "80"], check=False)
+        show([*compose, "logs", "--tail", "80"])
         raise
     finally:
         run([*compose, "down", "-v", "--remove-orphans"])
@@ -320,15 +342,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mastery-containers-") as tmp:
         try:
             if not args.no_build:
+                build_started = time.monotonic()
                 build_image()
+                say(f"images ready in {time.monotonic() - build_started:.0f} s")
             check_image()
             status = stack(smoke_args, Path(tmp))
         except (StackFailed, subprocess.CalledProcessError) as error:
             say(f"FAILED: {error}")
             status = status or 1
-    say(
-        f"CONTAINERS {'PASSED' if status == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s"
-    )
+    say(f"CONTAINERS {'PASSED' if status == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s")
     return status
 
 

@@ -232,7 +232,9 @@ def owner_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def owner_is_gone(owner: str, host: str | None = None, alive: Callable[[int], bool] | None = None) -> bool:
+def owner_is_gone(
+    owner: str, host: str | None = None, alive: Callable[[int], bool] | None = None
+) -> bool:
     """True when `owner` (host:pid) is a process of this host that no longer runs."""
     owner_host, _, pid = owner.rpartition(":")
     if owner_host != (host or socket.gethostname()) or not pid.isdigit():
@@ -260,10 +262,46 @@ def sweep_orphaned_containers() -> list[str]:
         for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
             if owner_is_gone(container.labels.get(OWNER_LABEL, "")):
                 container.remove(force=True, v=True)
-                removed.append(container.name)
+                removed.append(str(container.name))
     finally:
         client.close()
     return removed
+
+
+def daemon_beside_us(env: Mapping[str, str], daemon_name: str, hostname: str | None = None) -> bool:
+    """True when the Docker daemon runs in this machine's own network namespace.
+
+    Inside a container (/.dockerenv) testcontainers assumes Docker-in-Docker and connects to the
+    bridge's gateway address. A daemon started beside this process (the CI machine: a sandbox
+    with /.dockerenv whose own dockerd .ci/run starts) has our hostname and publishes its ports
+    on our loopback; a host daemon reached through a mounted socket has another name, and is
+    left to testcontainers' own detection. So is any daemon the user already pointed it at.
+    """
+    if any(env.get(v) for v in ("TESTCONTAINERS_HOST_OVERRIDE", "TC_HOST")):
+        return False
+    if env.get("TESTCONTAINERS_CONNECTION_MODE"):
+        return False
+    docker_host = env.get("DOCKER_HOST", "")
+    if docker_host and not docker_host.startswith("unix://"):
+        return False
+    return daemon_name == (hostname or socket.gethostname())
+
+
+def configure_testcontainers(env: Mapping[str, str]) -> None:
+    """No Ryuk (this run removes its own containers), and loopback for a daemon beside us."""
+    import docker
+    from testcontainers.core.config import ConnectionMode
+    from testcontainers.core.config import testcontainers_config as config
+
+    config.ryuk_disabled = True  # its image cannot be pulled everywhere (see OWNER_LABEL)
+    client = docker.from_env(timeout=10)
+    try:
+        name = str(client.info().get("Name", ""))
+    finally:
+        client.close()
+    if daemon_beside_us(env, name):
+        config.tc_host_override = "127.0.0.1"
+        config.connection_mode_override = ConnectionMode.docker_host
 
 
 def _container_service(name: str, image: str, container: Any, url: str, seconds: float) -> Service:
@@ -279,8 +317,11 @@ def _container_service(name: str, image: str, container: Any, url: str, seconds:
     return Service(name, url, f"testcontainers {image}, ready in {seconds:.1f} s", stop)
 
 
-def _labelled(container: Any) -> Any:
-    return container.with_kwargs(labels={OWNER_LABEL: owner_label()})
+def _prepared(container: Any, port: int, data_dir: str) -> Any:
+    """Label the container with its owner, keep its data in memory, publish on loopback only."""
+    # random host port on 127.0.0.1: nothing outside this machine reaches the test servers
+    container.ports[str(port)] = ("127.0.0.1", None)
+    return container.with_tmpfs_mount(data_dir).with_kwargs(labels={OWNER_LABEL: owner_label()})
 
 
 def _loopback(host: str) -> str:
@@ -288,13 +329,24 @@ def _loopback(host: str) -> str:
     return "127.0.0.1" if host == "localhost" else host
 
 
+# The throwaway local server's durability trade-offs (start_local_postgres), and room for
+# every xdist worker's pool.
+POSTGRES_TEST_COMMAND = (
+    "postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    " -c max_connections=200"
+)
+
+
 def start_postgres_container() -> Service:
     from testcontainers.community.postgres import PostgresContainer
 
     image = image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE)
     started = time.monotonic()
-    # ready when psql answers over TCP inside the container (the module's own wait strategy)
-    container = _labelled(PostgresContainer(image, driver="psycopg")).start()
+    container = PostgresContainer(image, driver="psycopg").with_command(POSTGRES_TEST_COMMAND)
+    # ready when psql answers over TCP inside the container (the module's own wait strategy),
+    # not when the port is merely open: the image's first-start initdb server listens on the
+    # socket only
+    container = _prepared(container, 5432, "/var/lib/postgresql/data").start()
     url = container.get_connection_url(host=_loopback(container.get_container_host_ip()))
     url = url.rsplit("/", 1)[0] + "/postgres"
     return _container_service("postgres", image, container, url, time.monotonic() - started)
@@ -305,7 +357,8 @@ def start_redis_container() -> Service:
 
     image = image_name(REDIS_IMAGE_VARIABLE, REDIS_IMAGE)
     started = time.monotonic()
-    container = _labelled(RedisContainer(image)).start()  # ready when PING answers
+    container = RedisContainer(image).with_command("redis-server --save '' --appendonly no")
+    container = _prepared(container, 6379, "/data").start()  # ready when PING answers
     host = _loopback(container.get_container_host_ip())
     url = f"redis://{host}:{container.get_exposed_port(6379)}"
     return _container_service("redis", image, container, url, time.monotonic() - started)
@@ -419,7 +472,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "answers: refusing to fall back to local servers"
         )
     if docker and wanted:
-        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+        configure_testcontainers(probes.env)
         for orphan in sweep_orphaned_containers():
             notes.append(f"removed container {orphan} left by a killed run")
     try:

@@ -1,5 +1,5 @@
-"""testcontainers without Ryuk (tests/plugins/services.py): which images it starts, and which
-left-over containers a run's start-up sweep may remove."""
+"""testcontainers without Ryuk (tests/plugins/services.py): which images it starts, which
+left-over containers a run's start-up sweep may remove, and when it connects on loopback."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 from tests.plugins.services import (
     POSTGRES_IMAGE,
     POSTGRES_IMAGE_VARIABLE,
+    daemon_beside_us,
     image_name,
     owner_is_gone,
     owner_label,
@@ -21,7 +22,9 @@ def test_the_image_defaults_to_the_official_one_and_the_environment_overrides_it
         "postgres:15-alpine"
     )
     local = {POSTGRES_IMAGE_VARIABLE: "mastery-local/postgres:15"}
-    assert image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, local) == local[POSTGRES_IMAGE_VARIABLE]
+    assert (
+        image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, local) == local[POSTGRES_IMAGE_VARIABLE]
+    )
 
 
 def test_a_container_of_a_dead_process_on_this_host_is_swept() -> None:
@@ -42,3 +45,22 @@ def test_another_hosts_or_an_unreadable_owner_is_never_swept() -> None:
 
 def test_the_owner_label_names_this_host_and_process() -> None:
     assert owner_label() == f"{socket.gethostname()}:{os.getpid()}"
+
+
+def test_a_daemon_beside_this_process_is_reached_on_loopback() -> None:
+    assert daemon_beside_us({}, "vm", hostname="vm")
+    assert daemon_beside_us({"DOCKER_HOST": "unix:///run/docker.sock"}, "vm", hostname="vm")
+
+
+def test_a_host_daemon_or_a_remote_one_is_left_to_testcontainers_detection() -> None:
+    assert not daemon_beside_us({}, "the-host", hostname="devcontainer")
+    assert not daemon_beside_us({"DOCKER_HOST": "tcp://10.0.0.2:2375"}, "vm", hostname="vm")
+
+
+def test_an_explicit_testcontainers_host_or_mode_wins() -> None:
+    for env in (
+        {"TESTCONTAINERS_HOST_OVERRIDE": "docker.internal"},
+        {"TC_HOST": "docker.internal"},
+        {"TESTCONTAINERS_CONNECTION_MODE": "bridge_ip"},
+    ):
+        assert not daemon_beside_us(env, "vm", hostname="vm")

@@ -128,8 +128,11 @@ def test_the_engine_set_up_installs_only_what_is_missing(
 
 
 def test_the_env_lines_name_every_local_image_for_the_compose_files_and_the_harness() -> None:
-    lines = ci.env_lines()
-    exported = dict(re.fullmatch(r"export (\w+)=(\S+)", line).groups() for line in lines)  # type: ignore[union-attr]  # fullmatch checked by the dict
+    exported = {}
+    for line in ci.env_lines():
+        match = re.fullmatch(r"export (\w+)=(\S+)", line)
+        assert match is not None, line
+        exported[match[1]] = match[2]
 
     assert exported["MASTERY_POSTGRES_IMAGE"] == "mastery-local/postgres:15"
     assert exported["MASTERY_REDIS_IMAGE"] == "mastery-local/redis:7"
@@ -146,3 +149,23 @@ def test_the_dockerfile_default_base_is_the_pinned_official_image() -> None:
     assert default is not None
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", default.group(1))
     assert re.findall(r"^FROM (\S+) AS", dockerfile, re.MULTILINE) == ["${BASE_IMAGE}"] * 2
+
+
+def test_a_pid_file_naming_no_running_dockerd_is_stale(tmp_path: Path) -> None:
+    pid_file, proc = tmp_path / "docker.pid", tmp_path / "proc"
+    assert not ci.stale_pid_file(pid_file, proc)  # no file: nothing to remove
+
+    def process(pid: str, stat: str) -> None:
+        (proc / pid).mkdir(parents=True)
+        (proc / pid / "stat").write_text(stat)
+
+    process("100", "100 (dockerd) S 1 100 100 0")
+    process("200", "200 (python3) S 1 200 200 0")
+    process("300", "300 (dockerd) Z 1 300 300 0")
+    verdicts = {}
+    for pid in ("100", "200", "300", "400"):
+        pid_file.write_text(f"{pid}\n")
+        verdicts[pid] = ci.stale_pid_file(pid_file, proc)
+
+    # a live dockerd keeps its file; a reused pid, a zombie or a gone process does not
+    assert verdicts == {"100": False, "200": True, "300": True, "400": True}
