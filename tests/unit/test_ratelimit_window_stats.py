@@ -79,3 +79,11 @@ def test_remaining_never_goes_below_zero(previous: int, current: int) -> None:
     assert stats.remaining == 0
     assert math.isfinite(stats.reset_time)
     assert stats.reset_time > NOW
+
+
+def test_an_emptied_current_window_does_not_bring_the_reset_forward() -> None:
+    # After a shift the current counter exists at 0 with a TTL (70 % 60 = 10 s) but holds no
+    # entry to free: the reset is the previous window's single entry leaving, in 50 s.
+    stats = window_stats(TEN_A_MINUTE, 1, 50.0, 0, 70.0, NOW)
+
+    assert (stats.reset_time, stats.remaining) == (NOW + 50, 10)
