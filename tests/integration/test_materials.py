@@ -228,13 +228,15 @@ def test_a_json_body_is_415(client: FlaskClient, course: Course, headers: dict[s
     assert response.mimetype == "application/problem+json"
 
 
+# Bodies are built per run: the client closes a file it sent, and a parameter is built once per
+# process, so a second pytest run in it (mutation testing's) would send a closed file.
 @pytest.mark.parametrize(
-    "data",
+    "body",
     [
-        {},
-        {"upload": (io.BytesIO(b"notes"), "notes.txt", "text/plain")},
-        {"file": "not a file part"},
-        {"file": (io.BytesIO(b"notes"), "", "text/plain")},
+        dict,
+        lambda: {"upload": (io.BytesIO(b"notes"), "notes.txt", "text/plain")},
+        lambda: {"file": "not a file part"},
+        lambda: {"file": (io.BytesIO(b"notes"), "", "text/plain")},
     ],
     ids=["no parts", "wrong field", "text field", "no file name"],
 )
@@ -243,11 +245,11 @@ def test_a_missing_file_part_is_422(
     course: Course,
     headers: dict[str, str],
     storage: LocalStorage,
-    data: dict[str, Any],
+    body: Callable[[], dict[str, Any]],
 ) -> None:
     response = client.post(
         f"/skills/{course.skills[0].id}/materials",
-        data=data,
+        data=body(),
         headers=headers,
         content_type="multipart/form-data",
     )

@@ -459,6 +459,8 @@ def test_the_windows_a_hit_reports_are_what_the_library_reads_from_redis(
     outside = f"{key}-outside"  # no request: nothing kept, Redis is read
     assert ours.hit(item, outside)
     assert ours.get_window_stats(item, outside).remaining == 5
+    with app.test_request_context():  # a request that has not hit the limit: Redis is read too
+        assert ours.get_window_stats(item, outside).remaining == 5
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json", "/docs"])
