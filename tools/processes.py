@@ -41,6 +41,17 @@ def free_port() -> int:
         return port
 
 
+def pid_alive(pid: int) -> bool:
+    """True while process `pid` of this host exists (someone else's counts: it is alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when something accepts a TCP connection on `host:port` (never raises)."""
     try:

@@ -39,6 +39,7 @@ from app.db import get_database
 from app.migrations import MIGRATIONS_DIR, alembic_config
 from tests.plugins.services import services_of
 from tests.plugins.xdist_node import WorkerNode
+from tools.processes import pid_alive
 
 TEMPLATE_PREFIX = "mastery_tmpl_"
 WORKER_PREFIX = "mastery_test_"
@@ -230,20 +231,10 @@ def _drop_abandoned_worker_databases(server_url: str) -> None:
                 if not name.startswith(prefix):
                     continue  # another machine's run: its processes are not ours to judge
                 pid = name.removeprefix(prefix).split("_", 1)[0]
-                if pid.isdigit() and not _process_alive(int(pid)):
+                if pid.isdigit() and not pid_alive(int(pid)):
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         engine.dispose()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- pytest wiring ---------------------------------------------------------------------------

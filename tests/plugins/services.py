@@ -43,7 +43,7 @@ import redis
 
 from tests.plugins.redis_claims import CLAIM_KEY, TTL_SECONDS, Claim, claim_database
 from tests.plugins.xdist_node import WorkerNode
-from tools.processes import free_port, port_open, wait_until
+from tools.processes import free_port, pid_alive, port_open, wait_until
 
 # The images testcontainers starts: the official ones where a registry answers; on machines
 # without one, .ci/run (and `python3 -m tools.container_images env`) names the local builds.
@@ -240,16 +240,6 @@ def owner_is_gone(
     if owner_host != (host or socket.gethostname()) or not pid.isdigit():
         return False  # another machine's container (a shared daemon): not ours to judge
     return not (alive or pid_alive)(int(pid))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_orphaned_containers() -> list[str]:
