@@ -26,6 +26,7 @@ from tests.plugins.services import (
     REDIS_IMAGE,
     REDIS_IMAGE_VARIABLE,
     Service,
+    daemon_has_image,
     image_name,
     owner_is_gone,
     services_of,
@@ -81,7 +82,7 @@ def test_a_killed_runs_container_is_swept_and_a_live_runs_is_kept(
 ) -> None:
     exited = subprocess.Popen(["true"])  # a pid of this host that no longer runs
     exited.wait()
-    image = image_name(REDIS_IMAGE_VARIABLE, REDIS_IMAGE)  # present: this run started it
+    image = image_name(REDIS_IMAGE_VARIABLE, REDIS_IMAGE, has_image=daemon_has_image)  # this run's
     host = socket.gethostname()
     suffix = uuid.uuid4().hex[:8]
     killed = client.containers.create(

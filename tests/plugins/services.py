@@ -43,12 +43,15 @@ import redis
 
 from tests.plugins.redis_claims import CLAIM_KEY, TTL_SECONDS, Claim, claim_database
 from tests.plugins.xdist_node import WorkerNode
+from tools.container_images import all_images
 from tools.processes import free_port, pid_alive, port_open, wait_until
 
 # The images testcontainers starts: the official ones where a registry answers; on machines
 # without one, .ci/run (and `python3 -m tools.container_images env`) names the local builds.
 POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE = "MASTERY_POSTGRES_IMAGE", "postgres:15-alpine"
 REDIS_IMAGE_VARIABLE, REDIS_IMAGE = "MASTERY_REDIS_IMAGE", "redis:7-alpine"
+# Local builds by variable (mastery-local/postgres:15, ...), for machines without a registry.
+LOCAL_BUILDS = {image.variable: image.name for image in all_images()}
 # Every container of a run carries these labels. Ryuk (testcontainers' reaper) is off, its image
 # cannot be pulled everywhere: the run removes its containers itself (pytest_unconfigure, and
 # atexit for an interrupted run), and the next run sweeps those of runs that were killed.
@@ -222,9 +225,48 @@ def start_local_redis() -> Service | None:
 # --- containers ------------------------------------------------------------------------------
 
 
-def image_name(variable: str, default: str, env: Mapping[str, str] | None = None) -> str:
-    """The image named by `variable`, else the official `default`."""
-    return (os.environ if env is None else env).get(variable) or default
+def image_name(
+    variable: str,
+    default: str,
+    env: Mapping[str, str] | None = None,
+    has_image: Callable[[str], bool] | None = None,
+) -> str:
+    """The image named by `variable`, else the official `default` — unless the daemon
+    (`has_image`) lacks `default` but holds this project's local build of it: the image
+    tools/container_images.py makes where no registry answers. A machine whose engine .ci/run
+    started then needs no exported variable for a plain `./noxw`."""
+    named = (os.environ if env is None else env).get(variable)
+    if named:
+        return named
+    local = LOCAL_BUILDS.get(variable)
+    if has_image is not None and local and not has_image(default) and has_image(local):
+        return local
+    return default
+
+
+def daemon_has_image(name: str) -> bool:
+    """True when the Docker daemon holds image `name` already (nothing is pulled)."""
+    import docker
+
+    client = docker.from_env(timeout=10)
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+    finally:
+        client.close()
+
+
+def container_failed(image: str, error: Exception) -> ServiceUnavailable:
+    """Why a container could not start, and the ways out (no traceback from docker-py)."""
+    return ServiceUnavailable(
+        f"testcontainers could not start {image}: {error}. A Docker daemon answers, so the "
+        "integration tiers use testcontainers. Where no registry answers, build the local images "
+        "(`python3 -m tools.container_images setup`, as root); otherwise name servers of your "
+        "own with TEST_DATABASE_URL / TEST_REDIS_URL, or point DOCKER_HOST at nothing to use "
+        "local servers"
+    )
 
 
 def owner_label() -> str:
@@ -328,27 +370,35 @@ POSTGRES_TEST_COMMAND = (
 
 
 def start_postgres_container() -> Service:
+    import docker
     from testcontainers.community.postgres import PostgresContainer
 
-    image = image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE)
+    image = image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, has_image=daemon_has_image)
     started = time.monotonic()
     container = PostgresContainer(image, driver="psycopg").with_command(POSTGRES_TEST_COMMAND)
     # ready when psql answers over TCP inside the container (the module's own wait strategy),
     # not when the port is merely open: the image's first-start initdb server listens on the
     # socket only
-    container = _prepared(container, 5432, "/var/lib/postgresql/data").start()
+    try:
+        container = _prepared(container, 5432, "/var/lib/postgresql/data").start()
+    except docker.errors.DockerException as error:
+        raise container_failed(image, error) from error
     url = container.get_connection_url(host=_loopback(container.get_container_host_ip()))
     url = url.rsplit("/", 1)[0] + "/postgres"
     return _container_service("postgres", image, container, url, time.monotonic() - started)
 
 
 def start_redis_container() -> Service:
+    import docker
     from testcontainers.community.redis import RedisContainer
 
-    image = image_name(REDIS_IMAGE_VARIABLE, REDIS_IMAGE)
+    image = image_name(REDIS_IMAGE_VARIABLE, REDIS_IMAGE, has_image=daemon_has_image)
     started = time.monotonic()
     container = RedisContainer(image).with_command("redis-server --save '' --appendonly no")
-    container = _prepared(container, 6379, "/data").start()  # ready when PING answers
+    try:
+        container = _prepared(container, 6379, "/data").start()  # ready when PING answers
+    except docker.errors.DockerException as error:
+        raise container_failed(image, error) from error
     host = _loopback(container.get_container_host_ip())
     url = f"redis://{host}:{container.get_exposed_port(6379)}"
     return _container_service("redis", image, container, url, time.monotonic() - started)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 from tests.plugins.services import (
     POSTGRES_IMAGE,
     POSTGRES_IMAGE_VARIABLE,
+    container_failed,
     daemon_beside_us,
     image_name,
     owner_is_gone,
@@ -25,6 +27,32 @@ def test_the_image_defaults_to_the_official_one_and_the_environment_overrides_it
     assert (
         image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, local) == local[POSTGRES_IMAGE_VARIABLE]
     )
+
+
+def test_without_a_variable_the_local_build_stands_in_only_for_a_missing_official_image() -> None:
+    local = "mastery-local/postgres:15"
+
+    def held(*names: str) -> Callable[[str], bool]:
+        return lambda name: name in names
+
+    def pick(*names: str) -> str:
+        return image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, {}, held(*names))
+
+    assert pick(local) == local  # no registry: the image .ci/run built
+    assert pick(POSTGRES_IMAGE, local) == POSTGRES_IMAGE  # the official one wins when present
+    assert pick() == POSTGRES_IMAGE  # neither: the official one, pulled where a registry answers
+    named = {POSTGRES_IMAGE_VARIABLE: "registry.internal/postgres:15"}
+    assert image_name(POSTGRES_IMAGE_VARIABLE, POSTGRES_IMAGE, named, held(local)) == (
+        "registry.internal/postgres:15"
+    )
+
+
+def test_a_container_that_cannot_start_says_how_to_go_on() -> None:
+    message = str(container_failed("postgres:15-alpine", RuntimeError("no such host")))
+
+    assert "postgres:15-alpine: no such host" in message
+    assert "python3 -m tools.container_images setup" in message
+    assert "TEST_DATABASE_URL" in message
 
 
 def test_a_container_of_a_dead_process_on_this_host_is_swept() -> None:
