@@ -10,6 +10,7 @@ test_harness.py).
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import uuid
@@ -25,6 +26,7 @@ from tests.plugins.services import (
     OWNER_LABEL,
     REDIS_IMAGE,
     REDIS_IMAGE_VARIABLE,
+    REQUIRE_DOCKER_VARIABLE,
     Service,
     daemon_has_image,
     image_name,
@@ -39,6 +41,11 @@ def containers(pytestconfig: pytest.Config) -> list[Service]:
     services = list(services_of(pytestconfig).values())
     if not all(s.source.startswith("testcontainers") for s in services):
         backends = ", ".join(f"{s.name}: {s.source}" for s in services)
+        if os.environ.get(
+            REQUIRE_DOCKER_VARIABLE
+        ):  # CI promised testcontainers: a skip would hide it
+            pytest.fail(f"{REQUIRE_DOCKER_VARIABLE} is set but the services are {backends}")
+        # A developer without Docker: these check the testcontainers backend, which is not in use.
         pytest.skip(f"this run's services are not testcontainers ({backends})")
     return services
 
