@@ -139,8 +139,10 @@ def configure_logging(level: str = "INFO") -> None:
 
 @functools.cache  # a route's template never changes; the rules are a fixed set
 def route_template(rule: str | None) -> str:
-    """`/sessions/<uuid:session_id>/next` as `/sessions/{session_id}/next`; `unmatched` for None."""
-    if rule is None:
+    """`/sessions/<uuid:session_id>/next` as `/sessions/{session_id}/next` (the OpenAPI form);
+    `unmatched` when no rule matched (404s), so raw paths never become log fields or metric
+    labels. The access log and the request metrics both name routes with it."""
+    if not rule:
         return UNMATCHED_ROUTE
     return _RULE_ARGUMENT.sub(r"{\1}", rule)
 

@@ -27,7 +27,6 @@ import hmac
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -53,6 +52,7 @@ from sqlalchemy.pool import Pool
 
 from app.db import get_database, get_session
 from app.errors import problem_response
+from app.observability.logging import route_template
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
-UNMATCHED = "unmatched"
 OTHER_METHOD = "other"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 EXTENSION = "mastery.metrics"
@@ -150,17 +149,6 @@ for _outcome in ("open", "closed"):
     RATELIMIT_STORAGE_UNAVAILABLE.labels(_outcome)
 for _reason in ("unknown_email", "bad_password", "inactive"):
     LOGIN_FAILURES.labels(_reason)
-
-_PARAM = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
-
-
-@functools.cache  # a route's template never changes; the rules are a fixed set
-def route_label(rule: str | None) -> str:
-    """The route template of a URL rule in OpenAPI form (`/x/<uuid:id>` -> `/x/{id}`);
-    `unmatched` when no rule matched (404s), so raw paths never become label values."""
-    if not rule:
-        return UNMATCHED
-    return _PARAM.sub(r"{\1}", rule)
 
 
 def method_label(method: str) -> str:
@@ -321,7 +309,7 @@ def _start_timer() -> None:
 def _record_request(response: Response) -> Response:
     started: float | None = g.get("metrics_started")
     rule = request.url_rule.rule if request.url_rule is not None else None
-    labels = (method_label(request.method), route_label(rule), str(response.status_code))
+    labels = (method_label(request.method), route_template(rule), str(response.status_code))
     count, duration = _http_children(labels)
     count.inc()
     if started is not None:

@@ -19,6 +19,7 @@ from app.ai.errors import (
 )
 from app.jobs import metrics as jobs_metrics
 from app.observability import metrics
+from app.observability.logging import route_template
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,7 @@ from app.observability import metrics
     ],
 )
 def test_a_url_rule_becomes_its_route_template(rule: str | None, label: str) -> None:
-    assert metrics.route_label(rule) == label
+    assert route_template(rule) == label
 
 
 @pytest.mark.parametrize(
