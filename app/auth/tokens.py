@@ -14,7 +14,9 @@ whole seconds only. See docs/security.md ("Tokens and passwords").
 
 from __future__ import annotations
 
+import base64
 import contextvars
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -59,8 +61,8 @@ ISSUED_CLAIM = "ius"
 # Every claim the checks below rely on; a token without one is refused (401) before any key is
 # looked up. Revocation needs `jti` (deny-list), `fam` (the login) and `ius` (the cutoff), and a
 # token without `exp` would never expire. flask-jwt-extended passes PyJWT a fixed `options`, so
-# the check runs in the key loader, on the claims PyJWT decoded without the signature (the
-# signature is verified right after, by PyJWT).
+# the check runs in the key loader, on the claims read without the signature (the signature is
+# verified right after, by PyJWT).
 REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti", "type", "fam", ISSUED_CLAIM)
 # Clocks of the machines that sign and verify may disagree by a little (NTP keeps them well
 # under a second): `exp`, `nbf` and `iat` get this much slack.
@@ -361,6 +363,31 @@ def revocation_reason(session: Session, claims: dict[str, Any]) -> str | None:
 # --- flask-jwt-extended wiring -------------------------------------------------------------------
 
 
+def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The header and claims of a compact JWS, decoded but not verified; None if malformed.
+
+    What the key loader reads before PyJWT verifies the token (the key's `kid`, the required
+    claims). PyJWT's own unverified parse checks every character of every segment in Python:
+    a sixth of a practice request's instructions for a read whose result is trusted for
+    nothing. This one leaves the checks to the verified decode that follows, which runs them
+    all (docs/benchmarks.md "Serving cost").
+    """
+    segments = token.split(".")
+    if len(segments) != 3:
+        return None
+    try:
+        header, claims = (json.loads(_base64url_decode(segment)) for segment in segments[:2])
+    except ValueError:  # binascii.Error, UnicodeError and JSONDecodeError are ValueErrors
+        return None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return None
+    return header, claims
+
+
+def _base64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
 def _unauthorized(detail: str) -> Response:
     return problem_response(
         401,
@@ -393,18 +420,22 @@ class _OncePerRequestJWTManager(JWTManager):
 
     def _decode_parsing_once(self, encoded_token: str, allow_expired: bool) -> dict[str, Any]:
         """JWTManager._decode_jwt_from_config (flask-jwt-extended 4.7), reading the unverified
-        header and claims the key loader needs from one parse of the token, where the library
-        parses it twice (`jwt.decode` without verification, then `get_unverified_header`).
-        Every parse checks each character of each base64 segment in Python, which made token
-        parsing a fifth of a practice request's instructions (docs/benchmarks.md "Serving
-        cost"). The verification itself is the library's, unchanged: same key loader, same
-        `_decode_jwt` with the same options, same errors."""
-        unverified = jwt_decode_complete(
-            encoded_token,
-            algorithms=jwt_config.decode_algorithms,
-            options={"verify_signature": False},
-        )
-        header, claims = unverified["header"], unverified["payload"]
+        header and claims the key loader needs once, with `unverified_parts`, where the library
+        parses the token twice with PyJWT (`jwt.decode` without verification, then
+        `get_unverified_header`). Every PyJWT parse checks each character of each base64
+        segment in Python, which made token parsing a fifth of a practice request's
+        instructions (docs/benchmarks.md "Serving cost"). The verification itself is the
+        library's, unchanged: same key loader, same `_decode_jwt` with the same options, same
+        errors."""
+        parts = unverified_parts(encoded_token)
+        if parts is None:  # malformed: PyJWT's own parse raises the error that says how
+            unverified = jwt_decode_complete(
+                encoded_token,
+                algorithms=jwt_config.decode_algorithms,
+                options={"verify_signature": False},
+            )
+            parts = unverified["header"], unverified["payload"]
+        header, claims = parts
         secret = self._decode_key_callback(header, claims)
         kwargs: dict[str, Any] = {
             "algorithms": jwt_config.decode_algorithms,

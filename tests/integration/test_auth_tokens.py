@@ -169,6 +169,19 @@ def test_tampered_payload_is_401(
     assert_401_problem(client, f"{header}.{b64(claims)}.{signature}")
 
 
+@pytest.mark.parametrize("segment", [0, 1, 2], ids=["header", "claims", "signature"])
+def test_junk_inside_a_segment_of_a_validly_signed_token_is_401(
+    app: APIFlask, client: FlaskClient, make_user: Callable[..., User], segment: int
+) -> None:
+    """Lenient base64 skips characters outside its alphabet, so the key-picking read of the
+    header and claims (app.auth.tokens.unverified_parts) still reads this token; the verified
+    decode must refuse it (GHSA-hxm8-2xgr-2p9m)."""
+    parts = forge(app, make_user()).split(".")
+    parts[segment] = parts[segment][:8] + "!!!!" + parts[segment][8:]
+
+    assert_401_problem(client, ".".join(parts))
+
+
 def test_token_signed_with_another_secret_is_401(
     app: APIFlask, client: FlaskClient, make_user: Callable[..., User]
 ) -> None:
