@@ -351,7 +351,8 @@ def cost(session: nox.Session) -> None:
     runs' spread, writes reports/cost/cost.json, and fails when a route is 5 % above its budget
     in load/cost-budgets.toml (from +4.5 %, allowing for measurement noise). `-- --update-budgets` rewrites the budgets from the
     measurement; `-- --inject-slowdown 'GET /sessions/{id}/next=5'` shows the gate failing;
-    `-- --profile` writes the per-route top-20 profile; `-- --only next --runs 1` measures one
+    `-- --profile` writes the per-route top-20 profile (`--clock bytecodes` weighs it by
+    bytecodes executed, with each function's own cost); `-- --only next --runs 1` measures one
     route once (about a minute), for work on it. Needs valgrind and redis-server
     (`apt-get install -y valgrind redis-server`) and a Postgres server (COST_DATABASE_URL, else
     postgres@127.0.0.1:5432). See docs/benchmarks.md, "Serving cost".

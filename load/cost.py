@@ -186,11 +186,11 @@ def measure_once(options: dict[str, Any]) -> dict[str, list[int]]:
             return samples
 
 
-def profile_once(only: Sequence[str]) -> dict[str, Any]:
+def profile_once(only: Sequence[str], clock: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mastery-cost-") as name:
         tmp = Path(name)
         with world(tmp) as env:
-            config = {"profile": True, "only": list(only)}
+            config = {"profile": True, "only": list(only), "clock": clock}
             result: dict[str, Any] = run_child(tmp, env, config, False)
             return result
 
@@ -209,6 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="write reports/cost/profile.md")
     parser.add_argument(
+        "--clock",
+        choices=("events", "bytecodes"),
+        default="events",
+        help="the profile's clock: profiler events (seconds), or bytecodes executed (minutes; "
+        "weighs functions by the work they do)",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         type=select_routes,
@@ -226,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     only = [route for route in ROUTES if any(route in chosen for chosen in args.only or [ROUTES])]
     REPORTS.mkdir(parents=True, exist_ok=True)
     if args.profile:
-        profiles = profile_once(only)
+        profiles = profile_once(only, args.clock)
         PROFILE_MD.write_text(profile_markdown(profiles), encoding="utf-8")
         say(f"wrote {PROFILE_MD.relative_to(ROOT)}")
         return 0

@@ -33,10 +33,11 @@ from load.cost_gate import (
     PROGRESS,
     REFRESH,
     ROUTES,
+    BytecodeClock,
     CostFailed,
     TickTimer,
     callgrind_total,
-    top_inclusive,
+    top_functions,
 )
 from tools.processes import wait_until
 
@@ -381,7 +382,7 @@ def child_main(config_path: Path) -> None:
         _inject(platform, ENDPOINTS[injected["route"]], iterations)
         print(f"[cost] injected {iterations} loop iterations into {injected['route']}", flush=True)
     if config.get("profile"):
-        _profile_child(workload, Path(config["output"]))
+        _profile_child(workload, Path(config["output"]), config.get("clock", "events"))
         return
     measuring = time.monotonic()
     workload.run()
@@ -389,25 +390,33 @@ def child_main(config_path: Path) -> None:
     Path(config["output"]).write_text(json.dumps(workload.samples), encoding="utf-8")
 
 
-def _profile_child(workload: Workload, output: Path) -> None:
-    """Profile each route's measured requests with a tick clock; write the top-20 rows."""
+def _profile_child(workload: Workload, output: Path, clock_name: str) -> None:
+    """Profile each route's measured requests with a deterministic clock (profiler events, or
+    bytecodes executed); write each route's top functions, inclusive and own."""
     import cProfile
     import pstats
 
-    profilers = {route: cProfile.Profile(TickTimer()) for route in ROUTES}
+    clocks = {
+        route: BytecodeClock() if clock_name == "bytecodes" else TickTimer() for route in ROUTES
+    }
+    profilers = {route: cProfile.Profile(clocks[route]) for route in ROUTES}
     counts = dict.fromkeys(ROUTES, 0)
     original = workload.send
 
     def profiled(route: str | None, app: WSGI, environ: dict[str, Any], expect: Any) -> Any:
         if route is None or route not in workload.only:
             return original(None, app, environ, expect)
-        profiler = profilers[route]
+        profiler, clock = profilers[route], clocks[route]
         counts[route] += 1
+        if isinstance(clock, BytecodeClock):
+            clock.start()
         profiler.enable()
         try:
             status, body = Driver.call(app, environ)
         finally:
             profiler.disable()
+            if isinstance(clock, BytecodeClock):
+                clock.stop()
         if status not in expect:
             raise CostFailed(f"{environ['PATH_INFO']} answered {status}: {body[:300]!r}")
         return json.loads(body) if body else None
@@ -419,7 +428,14 @@ def _profile_child(workload: Workload, output: Path) -> None:
         if not counts[route]:
             continue
         stats = pstats.Stats(profiler)
-        result[route] = (counts[route], top_inclusive(stats))
+        inclusive = top_functions(stats)
+        result[route] = {
+            "requests": counts[route],
+            "clock": clock_name,
+            "total": inclusive[0][2] if inclusive else 0.0,
+            "inclusive": inclusive,
+            "own": top_functions(stats, own=True),
+        }
     output.write_text(json.dumps(result), encoding="utf-8")
 
 

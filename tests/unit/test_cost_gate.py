@@ -6,6 +6,7 @@ process would produce them."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,81 @@ def test_the_tick_clock_makes_a_profile_count_events_not_time() -> None:
     clock = cost_gate.TickTimer()
 
     assert [clock(), clock(), clock()] == [1, 2, 3]
+
+
+def _loop(turns: int) -> int:
+    total = 0
+    for turn in range(turns):
+        total += turn
+    return total
+
+
+def _bytecodes_of(turns: int) -> int:
+    clock = cost_gate.BytecodeClock()
+    clock.start()
+    try:
+        _loop(turns)
+    finally:
+        clock.stop()
+    return clock()
+
+
+def test_the_bytecode_clock_counts_the_work_done_the_same_on_every_run() -> None:
+    tracing = sys.gettrace()  # coverage's, when the unit session measures it
+    assert _bytecodes_of(100) == _bytecodes_of(100)
+    # Each turn of the loop runs the same few bytecodes: ten times the turns, ~ten times the count.
+    growth = (_bytecodes_of(1000) - _bytecodes_of(0)) / (_bytecodes_of(100) - _bytecodes_of(0))
+    assert 9 < growth < 11
+    assert sys.gettrace() is tracing  # handed back, not switched off
+
+
+def test_a_profile_ranks_functions_by_inclusive_or_by_own_ticks() -> None:
+    import cProfile
+    import pstats
+
+    clock = cost_gate.BytecodeClock()
+    profiler = cProfile.Profile(clock)
+    clock.start()
+    profiler.enable()
+    try:
+        results = [_loop(50) for _ in range(3)]
+    finally:
+        profiler.disable()
+        clock.stop()
+    assert results == [1225] * 3
+    stats = pstats.Stats(profiler)
+
+    inclusive = cost_gate.top_functions(stats, limit=50)
+    own = cost_gate.top_functions(stats, limit=50, own=True)
+
+    loop = next(row for row in own if row[0].endswith(" _loop"))
+    assert loop[1] == 3  # calls
+    assert loop[2] > 0
+    # The list comprehension includes the loops it calls; its own ticks leave them out.
+    comprehension = [row for row in inclusive if "<listcomp>" in row[0]]
+    comprehension_own = [row for row in own if "<listcomp>" in row[0]]
+    assert comprehension
+    assert comprehension_own
+    assert comprehension[0][2] >= loop[2] + comprehension_own[0][2]
+    assert [row[2] for row in own] == sorted((row[2] for row in own), reverse=True)
+
+
+def test_the_profile_tables_show_both_rankings_in_the_clock_unit() -> None:
+    profile = {
+        "requests": 2,
+        "clock": "bytecodes",
+        "total": 100.0,
+        "inclusive": [("app.py:1 view", 2, 100.0), ("app.py:9 helper", 4, 40.0)],
+        "own": [("app.py:1 view", 2, 60.0), ("app.py:9 helper", 4, 40.0)],
+    }
+
+    markdown = cost_gate.profile_markdown({NEXT: profile})
+
+    assert f"#### {NEXT} (2 requests profiled, bytecodes)" in markdown
+    assert "| # | function | calls/request | inclusive bytecodes/request | share |" in markdown
+    assert "| # | function | calls/request | own bytecodes/request | share |" in markdown
+    assert "| 2 | `app.py:9 helper` | 2.0 | 20 | 40 % |" in markdown
+    assert "| 1 | `app.py:1 view` | 1.0 | 30 | 60 % |" in markdown
 
 
 def test_only_selects_the_routes_whose_name_contains_the_text() -> None:
