@@ -7,9 +7,10 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 from apiflask.scaffold import _annotate
-from flask_jwt_extended import current_user, verify_jwt_in_request
+from flask_jwt_extended import current_user
 
 from app.auth.models import Role, User
+from app.auth.tokens import verify_access_token
 from app.errors import Forbidden
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,7 +28,7 @@ def authenticated(*roles: Role) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            verify_jwt_in_request()
+            verify_access_token()
             user = cast(User, current_user)
             if roles and user.role is not Role.ADMIN and user.role not in roles:
                 raise Forbidden("Your role does not allow this operation.", slug="forbidden")

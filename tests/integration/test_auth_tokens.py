@@ -20,7 +20,7 @@ from app.audit.models import AuditRecord
 from app.auth.models import RefreshFamily, Role, SigningKey, User
 from app.auth.tokens import AUDIENCE, ISSUER, REQUIRED_CLAIMS
 from app.db import utcnow
-from tests.conftest import bearer
+from tests.conftest import PASSWORD, bearer
 
 Login = Callable[[User], dict[str, str]]
 
@@ -400,3 +400,41 @@ def test_unauthenticated_admin_request_is_401_before_body_validation(client: Fla
     response = client.patch(f"/admin/users/{uuid.uuid4()}", json={"bogus": 1})
 
     assert response.status_code == 401
+
+
+def test_a_guarded_view_sees_the_verified_token_as_flask_jwt_extended_shows_it(
+    make_app: Callable[..., APIFlask], make_user: Callable[..., User]
+) -> None:
+    """verify_access_token stands in for the library's verify_jwt_in_request: the view gets
+    the same `current_user`, claims, header and location the library's helpers read."""
+    from flask_jwt_extended import get_jwt, get_jwt_header, get_jwt_request_location
+
+    from app.auth.decorators import authenticated, current
+
+    app = make_app()
+
+    @app.get("/test-only/token-view")
+    @authenticated()
+    def token_view() -> dict[str, Any]:
+        return {
+            "user": str(current().id),
+            "sub": get_jwt()["sub"],
+            "type": get_jwt()["type"],
+            "header": get_jwt_header(),
+            "location": get_jwt_request_location(),
+        }
+
+    user = make_user()
+    client = app.test_client()
+    login = client.post("/auth/login", json={"email": user.email, "password": PASSWORD})
+    token = login.get_json()["access_token"]
+
+    response = client.get("/test-only/token-view", headers=bearer(token))
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["user"] == body["sub"] == str(user.id)
+    assert body["type"] == "access"
+    assert body["header"] == jwt.get_unverified_header(token)
+    assert body["header"]["kid"]
+    assert body["location"] == "headers"
