@@ -56,6 +56,20 @@ LOCK_SERVING = LOCK_PRACTICE.with_only_columns(
     Course.status,
 )
 
+# An answer's view of the same rows under the same locks: what recording the answer reads of
+# the session and the skill state, as plain columns. The answer's writes are Core statements
+# (RECORD_STATE and CLEAR_PENDING below), so ORM objects would only be built to be read.
+LOCK_ANSWERING = LOCK_PRACTICE.with_only_columns(
+    PracticeSession.id,
+    PracticeSession.pending_item_id,
+    SkillState.id,
+    SkillState.theta,
+    SkillState.posterior,
+    SkillState.attempts,
+    SkillState.correct,
+    Course.status,
+)
+
 _RECENT = (
     select(Attempt.item_id)
     .join(PracticeSession, Attempt.session_id == PracticeSession.id)
@@ -73,12 +87,22 @@ BANK = select(
     cast(Item.id, String).label("id"), Item.a, Item.b, Item.id.in_(_RECENT).label("recent")
 ).where(Item.skill_id == bindparam("skill_id"), Item.status == ItemStatus.PUBLISHED)
 
-# The answered item under its lock; whether this learner answered it before (only a first
-# answer calibrates it); and the attempt an earlier submission with this Idempotency-Key
-# recorded in this session (None without a key: NULL matches nothing).
+# The answered item under its lock, as the columns grading and calibration read; whether this
+# learner answered it before (only a first answer calibrates it); and the attempt an earlier
+# submission with this Idempotency-Key recorded in this session (None without a key: NULL
+# matches nothing).
 LOCK_ITEM = (
     select(
-        Item,
+        Item.id,
+        Item.kind,
+        Item.status,
+        Item.prompt,
+        Item.choices,
+        Item.reference_answer,
+        Item.rubric,
+        Item.a,
+        Item.b,
+        Item.calibration_attempts,
         exists()
         .where(Attempt.user_id == bindparam("user_id"), Attempt.item_id == bindparam("item_id"))
         .label("answered_before"),
@@ -92,7 +116,6 @@ LOCK_ITEM = (
     )
     .where(Item.id == bindparam("item_id"))
     .with_for_update(of=Item)
-    .execution_options(populate_existing=True)
 )
 
 # What /next shows of an item (the public columns; never the answer key) and its status: a

@@ -23,7 +23,6 @@ import numpy as np
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from app.adaptive.calibration import update_difficulty
 from app.adaptive.estimation import AbilityPosterior
@@ -174,24 +173,48 @@ def session_state(session: Session, user: User, practice: PracticeSession) -> Sk
     return _skill_state(session, user.id, practice.skill_id)
 
 
-def _locked_practice(
-    session: Session, user_id: uuid.UUID, session_id: uuid.UUID
-) -> tuple[PracticeSession, SkillState, CourseStatus | None]:
+@dataclass(frozen=True)
+class _Answering:
+    """What an answer reads of the caller's locked session and skill state
+    (queries.LOCK_ANSWERING)."""
+
+    id: uuid.UUID
+    pending_item_id: uuid.UUID | None
+    state_id: uuid.UUID
+    theta: float
+    posterior: dict[str, Any]
+    attempts: int
+    correct: int
+    status: CourseStatus | None
+
+
+def _locked_answering(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> _Answering:
     """The caller's practice session and skill state under their row locks, and the course's
-    status, in one statement (404 for anybody else's session; queries.LOCK_PRACTICE).
+    status, in one statement (404 for anybody else's session; queries.LOCK_ANSWERING).
 
     Fresh values under the locks, whatever an earlier read left in the session: while this
     waits for a concurrent holder, Postgres re-reads the locked rows when it commits."""
-    row = session.execute(
-        queries.LOCK_PRACTICE, {"session_id": session_id, "user_id": user_id}
-    ).one_or_none()
-    if row is not None:
-        return row.PracticeSession, row.SkillState, row.status
+    found = (
+        session.connection()
+        .execute(queries.LOCK_ANSWERING, {"session_id": session_id, "user_id": user_id})
+        .one_or_none()
+    )
+    if found is not None:
+        return _Answering(*found)
     # No such session (404 below), or its skill state is gone (start_session creates it; a
     # data repair may not have): the same, a statement at a time, creating the state.
     practice = _session_of(session, user_id, session_id, lock=True)
     state = _skill_state(session, user_id, practice.skill_id, lock=True)
-    return practice, state, _course_status(session, practice)
+    return _Answering(
+        practice.id,
+        practice.pending_item_id,
+        state.id,
+        state.theta,
+        state.posterior,
+        state.attempts,
+        state.correct,
+        _course_status(session, practice),
+    )
 
 
 @dataclass(frozen=True)
@@ -211,14 +234,14 @@ class _Serving:
 
 def _locked_serving(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> _Serving:
     """The caller's practice session and skill state under their row locks, and the course's
-    status, as `_locked_practice` reads them, in columns (404 for anybody else's session)."""
+    status, as `_locked_answering` reads them, in columns (404 for anybody else's session)."""
     row = session.connection().execute(
         queries.LOCK_SERVING, {"session_id": session_id, "user_id": user_id}
     )
     found = row.one_or_none()
     if found is not None:
         return _Serving(*found)
-    # No such session (404 below), or its skill state is gone: as in _locked_practice.
+    # No such session (404 below), or its skill state is gone: as in _locked_answering.
     practice = _session_of(session, user_id, session_id, lock=True)
     state = _skill_state(session, user_id, practice.skill_id, lock=True)
     status = _course_status(session, practice)
@@ -300,17 +323,17 @@ def _require_open_course(session: Session, practice: PracticeSession) -> None:
     _require_published(_course_status(session, practice))
 
 
-def _require_pending(practice: PracticeSession, item_id: uuid.UUID) -> None:
+def _require_pending(practice: PracticeSession | _Answering, item_id: uuid.UUID) -> None:
     if practice.pending_item_id != item_id:
         raise Conflict(
             "This item was not served in this session (ask /next first).", slug="item-not-served"
         )
 
 
-def _check_response(item: Item, response: int | str) -> None:
-    """422 unless `response` has the shape `item` takes."""
-    if item.kind is ItemKind.MCQ:
-        choices = item.choices or []
+def _check_response(kind: ItemKind, choices: list[str] | None, response: int | str) -> None:
+    """422 unless `response` has the shape an item of `kind` with `choices` takes."""
+    if kind is ItemKind.MCQ:
+        choices = choices or []
         if not isinstance(response, int) or not 0 <= response < len(choices):
             raise _bad_response(f"an integer from 0 to {len(choices) - 1} (the chosen choice)")
     elif not isinstance(response, str) or not response.strip() or len(response) > MAX_ANSWER_CHARS:
@@ -344,14 +367,14 @@ def _check_replay(replay: Attempt, item_id: uuid.UUID) -> Attempt:
 
 
 def _replay(
-    session: Session, practice: PracticeSession, item_id: uuid.UUID, idempotency_key: str | None
+    session: Session, practice_id: uuid.UUID, item_id: uuid.UUID, idempotency_key: str | None
 ) -> Attempt | None:
     """The attempt recorded earlier with this Idempotency-Key (409 if it answered another item)."""
     if idempotency_key is None:
         return None
     replay = session.scalar(
         select(Attempt).where(
-            Attempt.session_id == practice.id, Attempt.idempotency_key == idempotency_key
+            Attempt.session_id == practice_id, Attempt.idempotency_key == idempotency_key
         )
     )
     return _check_replay(replay, item_id) if replay is not None else None
@@ -395,12 +418,13 @@ def _record(
 ) -> tuple[Attempt, bool] | GradingRequest:
     """One locked pass of `submit_attempt`: the recorded attempt, or what grading needs when
     the item is a short answer and `grade` is None (then nothing is written)."""
-    practice, state, course_status = _locked_practice(session, user_id, session_id)
+    practice = _locked_answering(session, user_id, session_id)
     # The item under its lock, whether this learner answered it before, and the attempt an
     # earlier submission with this Idempotency-Key recorded: one statement. Both reads see
     # every earlier answer of this learner to this skill's items, because those answers were
     # recorded under the skill state's lock, which this request now holds.
-    row = session.execute(
+    connection = session.connection()
+    item = connection.execute(
         queries.LOCK_ITEM,
         {
             "item_id": data.item_id,
@@ -409,26 +433,25 @@ def _record(
             "idempotency_key": idempotency_key,
         },
     ).one_or_none()
-    item, answered, replayed = row if row is not None else (None, False, None)
     if idempotency_key is not None:
         # A concurrent submission may have recorded this answer while this one waited for the
         # lock: the same key returns it (409 if it answered another item).
         replay = (
-            _replay(session, practice, data.item_id, idempotency_key)
-            if row is None  # no such item: look the key up on its own
-            else _replay_by_id(session, replayed, data.item_id)
+            _replay(session, practice.id, data.item_id, idempotency_key)
+            if item is None  # no such item: look the key up on its own
+            else _replay_by_id(session, item.replayed, data.item_id)
         )
         if replay is not None:
             session.commit()
             return replay, False
     _require_pending(practice, data.item_id)
-    _require_published(course_status)
+    _require_published(practice.status)
     if item is None or item.status is not ItemStatus.PUBLISHED:
-        practice.pending_item_id = None
+        connection.execute(queries.CLEAR_PENDING, {"session_id": practice.id})
         session.commit()
         raise Conflict("The item was withdrawn; ask /next for another.", slug="item-withdrawn")
     if grade is None:
-        _check_response(item, data.response)
+        _check_response(item.kind, item.choices, data.response)
         if item.kind is ItemKind.SHORT_ANSWER:
             return GradingRequest(
                 item_id=str(item.id),
@@ -438,21 +461,20 @@ def _record(
                 response=str(data.response),
             )
         grade = score_mcq(item.choices or [], int(data.response))
-    # Only a learner's first answer to an item calibrates it, so one learner repeating an
-    # item cannot drag its difficulty for everybody.
-    first_answer = not answered
 
-    theta_before = state.theta
+    theta_before = practice.theta
     # The engine's prediction for this attempt, made before the answer moves the estimate.
     predicted = float(probability(theta_before, item.a, item.b))
-    posterior = AbilityPosterior.from_state(state.posterior).update(item.a, item.b, grade.correct)
+    posterior = AbilityPosterior.from_state(practice.posterior).update(
+        item.a, item.b, grade.correct
+    )
     now = utcnow()
     state_values = {
         "posterior": posterior.to_state(),
         "theta": posterior.theta,
         "se": posterior.se,
-        "attempts": state.attempts + 1,
-        "correct": state.correct + int(grade.correct),
+        "attempts": practice.attempts + 1,
+        "correct": practice.correct + int(grade.correct),
         "mastered": MASTERY.is_mastered(posterior.theta, posterior.se),
         "updated_at": now,
     }
@@ -473,13 +495,12 @@ def _record(
         idempotency_key=idempotency_key,
         created_at=now,
     )
-    # The writes as Core statements on the locked rows (queries.RECORD_STATE...), then the
-    # loaded objects told what the rows now hold, so the commit has nothing left to flush.
-    connection = session.connection()
-    connection.execute(queries.RECORD_STATE, {"state_id": state.id, **state_values})
+    # The writes as Core statements on the locked rows (queries.RECORD_STATE...).
+    connection.execute(queries.RECORD_STATE, {"state_id": practice.state_id, **state_values})
     connection.execute(queries.CLEAR_PENDING, {"session_id": practice.id})
-    item_values: dict[str, Any] = {}
-    if first_answer:
+    # Only a learner's first answer to an item calibrates it, so one learner repeating an
+    # item cannot drag its difficulty for everybody.
+    if not item.answered_before:
         item_values = {
             "b": update_difficulty(
                 item.a, item.b, theta_before, grade.correct, item.calibration_attempts
@@ -492,10 +513,6 @@ def _record(
         queries.RECORD_ATTEMPT,
         {column.key: getattr(attempt, column.key) for column in _ATTEMPT_COLUMNS},
     )
-    for loaded, values in ((state, state_values), (item, item_values)):
-        for name, value in values.items():
-            set_committed_value(loaded, name, value)
-    set_committed_value(practice, "pending_item_id", None)
     _commit_keeping_loaded(session)
     metrics.record_prediction(predicted, grade.correct, attempt.se_after)
     return attempt, True

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import Role, SigningKey, User
 from app.content.models import Course, CourseStatus, Item, ItemKind, ItemStatus
 from app.db import utcnow
-from app.learning.models import SkillState
+from app.learning.models import PracticeSession, SkillState
 from tests.conftest import PASSWORD, bearer, start_practice
 
 Headers = dict[str, str]
@@ -201,6 +201,11 @@ def test_a_served_item_retired_before_the_answer_is_409_and_not_scored(
         client.get(f"/sessions/{session_id}", headers=headers).get_json()["estimate"]["attempts"]
         == 0
     )
+    # The withdrawn item is no longer pending: /next picks again instead of serving it.
+    pending = db_session.scalar(
+        select(PracticeSession.pending_item_id).where(PracticeSession.id == uuid.UUID(session_id))
+    )
+    assert pending is None
 
 
 def test_a_key_retired_longer_ago_than_any_token_lives_verifies_nothing(
