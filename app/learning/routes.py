@@ -14,7 +14,7 @@ from app.content.schemas import ItemPublicOut
 from app.db import get_session
 from app.errors import ProblemError
 from app.learning import service
-from app.learning.models import Attempt, PracticeSession, SkillState
+from app.learning.models import PracticeSession, SkillState
 from app.learning.schemas import (
     AttemptIn,
     AttemptOut,
@@ -45,7 +45,7 @@ def _session_out(practice: PracticeSession, state: SkillState) -> SessionOut:
     )
 
 
-def _attempt_out(attempt: Attempt) -> AttemptOut:
+def _attempt_out(attempt: service.RecordedAttempt) -> AttemptOut:
     return AttemptOut(
         id=attempt.id,
         item_id=attempt.item_id,

@@ -188,6 +188,38 @@ class _Answering:
     status: CourseStatus | None
 
 
+@dataclass(frozen=True)
+class RecordedAttempt:
+    """What an answer's response shows: the attempt recorded now, or the one an earlier
+    submission with the same Idempotency-Key recorded (`of`)."""
+
+    id: uuid.UUID
+    item_id: uuid.UUID
+    correct: bool
+    score: float
+    feedback: str
+    graded_by: str
+    theta_after: float
+    se_after: float
+    attempts_after: int
+    mastered_after: bool
+
+    @classmethod
+    def of(cls, attempt: Attempt) -> RecordedAttempt:
+        return cls(
+            attempt.id,
+            attempt.item_id,
+            attempt.correct,
+            attempt.score,
+            attempt.feedback,
+            attempt.graded_by,
+            attempt.theta_after,
+            attempt.se_after,
+            attempt.attempts_after,
+            attempt.mastered_after,
+        )
+
+
 def _locked_answering(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> _Answering:
     """The caller's practice session and skill state under their row locks, and the course's
     status, in one statement (404 for anybody else's session; queries.LOCK_ANSWERING).
@@ -387,7 +419,7 @@ def submit_attempt(
     data: AttemptIn,
     idempotency_key: str | None,
     grader: Provider,
-) -> tuple[Attempt, bool]:
+) -> tuple[RecordedAttempt, bool]:
     """Score an answer and move θ, SE and the item's difficulty in one transaction.
 
     The answer is recorded under the session's row lock. An mcq is scored there, exactly and
@@ -415,7 +447,7 @@ def _record(
     data: AttemptIn,
     idempotency_key: str | None,
     grade: Grade | None,
-) -> tuple[Attempt, bool] | GradingRequest:
+) -> tuple[RecordedAttempt, bool] | GradingRequest:
     """One locked pass of `submit_attempt`: the recorded attempt, or what grading needs when
     the item is a short answer and `grade` is None (then nothing is written)."""
     practice = _locked_answering(session, user_id, session_id)
@@ -442,8 +474,9 @@ def _record(
             else _replay_by_id(session, item.replayed, data.item_id)
         )
         if replay is not None:
+            recorded = RecordedAttempt.of(replay)
             session.commit()
-            return replay, False
+            return recorded, False
     _require_pending(practice, data.item_id)
     _require_published(practice.status)
     if item is None or item.status is not ItemStatus.PUBLISHED:
@@ -469,34 +502,22 @@ def _record(
         item.a, item.b, grade.correct
     )
     now = utcnow()
-    state_values = {
-        "posterior": posterior.to_state(),
-        "theta": posterior.theta,
-        "se": posterior.se,
-        "attempts": practice.attempts + 1,
-        "correct": practice.correct + int(grade.correct),
-        "mastered": MASTERY.is_mastered(posterior.theta, posterior.se),
-        "updated_at": now,
-    }
-    attempt = Attempt(
-        id=new_id(),
-        session_id=practice.id,
-        user_id=user_id,
-        item_id=item.id,
-        response=data.response,
-        correct=grade.correct,
-        score=grade.score,
-        feedback=grade.feedback,
-        graded_by=grade.graded_by,
-        theta_after=state_values["theta"],
-        se_after=state_values["se"],
-        mastered_after=state_values["mastered"],
-        attempts_after=state_values["attempts"],
-        idempotency_key=idempotency_key,
-        created_at=now,
-    )
+    attempts = practice.attempts + 1
+    mastered = MASTERY.is_mastered(posterior.theta, posterior.se)
     # The writes as Core statements on the locked rows (queries.RECORD_STATE...).
-    connection.execute(queries.RECORD_STATE, {"state_id": practice.state_id, **state_values})
+    connection.execute(
+        queries.RECORD_STATE,
+        {
+            "state_id": practice.state_id,
+            "posterior": posterior.to_state(),
+            "theta": posterior.theta,
+            "se": posterior.se,
+            "attempts": attempts,
+            "correct": practice.correct + int(grade.correct),
+            "mastered": mastered,
+            "updated_at": now,
+        },
+    )
     connection.execute(queries.CLEAR_PENDING, {"session_id": practice.id})
     # Only a learner's first answer to an item calibrates it, so one learner repeating an
     # item cannot drag its difficulty for everybody.
@@ -509,17 +530,33 @@ def _record(
             "updated_at": now,
         }
         connection.execute(queries.CALIBRATE, {"item_id": item.id, **item_values})
+    attempt = RecordedAttempt(
+        id=new_id(),
+        item_id=item.id,
+        correct=grade.correct,
+        score=grade.score,
+        feedback=grade.feedback,
+        graded_by=grade.graded_by,
+        theta_after=posterior.theta,
+        se_after=posterior.se,
+        attempts_after=attempts,
+        mastered_after=mastered,
+    )
+    # Every column of the attempt's row, each given its value here (no column default runs).
     connection.execute(
         queries.RECORD_ATTEMPT,
-        {column.key: getattr(attempt, column.key) for column in _ATTEMPT_COLUMNS},
+        {
+            **vars(attempt),
+            "session_id": practice.id,
+            "user_id": user_id,
+            "response": data.response,
+            "idempotency_key": idempotency_key,
+            "created_at": now,
+        },
     )
     _commit_keeping_loaded(session)
     metrics.record_prediction(predicted, grade.correct, attempt.se_after)
     return attempt, True
-
-
-# Every column of an attempt, each given a value in _record (no column default is left to run).
-_ATTEMPT_COLUMNS = tuple(Attempt.__table__.columns)
 
 
 def hint_request(
