@@ -136,12 +136,51 @@ SERVE = (
 
 # An answer's writes, as Core statements run on the session's connection, on the rows the
 # answer holds locked: the ORM's unit of work cost more than the four statements themselves
-# (docs/benchmarks.md "Serving cost"). The SET clauses come from the parameters' names.
-RECORD_STATE = update(SkillState).where(SkillState.id == bindparam("state_id"))
+# (docs/benchmarks.md "Serving cost"). Each value is bound by the name given here, apart from
+# the others' (the state's `correct` count is not the attempt's `correct` flag).
+RECORD_STATE = (
+    update(SkillState)
+    .where(SkillState.id == bindparam("state_id"))
+    .values(
+        posterior=bindparam("state_posterior"),
+        theta=bindparam("state_theta"),
+        se=bindparam("state_se"),
+        attempts=bindparam("state_attempts"),
+        correct=bindparam("state_correct"),
+        mastered=bindparam("state_mastered"),
+        updated_at=bindparam("now"),
+    )
+)
 CLEAR_PENDING = (
     update(PracticeSession)
     .where(PracticeSession.id == bindparam("session_id"))
     .values(pending_item_id=None)
 )
-CALIBRATE = update(Item).where(Item.id == bindparam("item_id"))
-RECORD_ATTEMPT = insert(Attempt)
+CALIBRATE = (
+    update(Item)
+    .where(Item.id == bindparam("item_id"))
+    .values(
+        b=bindparam("item_b"),
+        calibration_attempts=bindparam("item_calibration_attempts"),
+        updated_at=bindparam("now"),
+    )
+)
+# The attempt's values as `attempt_<column>`, except the session and item it shares with the
+# UPDATEs and its creation time (`now`). No parameter may be named like a column of a table an
+# UPDATE below writes: SQLAlchemy would add it to that UPDATE's SET clause.
+_SHARED = {"session_id": "session_id", "item_id": "item_id", "created_at": "now"}
+RECORD_ATTEMPT = insert(Attempt).values(
+    {
+        column.key: bindparam(_SHARED.get(column.key, f"attempt_{column.key}"))
+        for column in Attempt.__table__.columns
+    }
+)
+# On PostgreSQL the same writes as one statement, the UPDATEs riding on the INSERT as
+# data-modifying CTEs: one round trip and one statement's overhead in Python where four
+# cost four (a tenth of an answer's instructions). SQLite has no data-modifying CTEs; there
+# the four statements above run in turn. Nothing reads what another writes, so running them
+# on one snapshot changes nothing.
+RECORD_ANSWER = RECORD_ATTEMPT.add_cte(
+    RECORD_STATE.cte("recorded_state"), CLEAR_PENDING.cte("cleared_pending")
+)
+RECORD_CALIBRATING_ANSWER = RECORD_ANSWER.add_cte(CALIBRATE.cte("calibrated_item"))

@@ -20,7 +20,7 @@ from itertools import compress
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -504,32 +504,6 @@ def _record(
     now = utcnow()
     attempts = practice.attempts + 1
     mastered = MASTERY.is_mastered(posterior.theta, posterior.se)
-    # The writes as Core statements on the locked rows (queries.RECORD_STATE...).
-    connection.execute(
-        queries.RECORD_STATE,
-        {
-            "state_id": practice.state_id,
-            "posterior": posterior.to_state(),
-            "theta": posterior.theta,
-            "se": posterior.se,
-            "attempts": attempts,
-            "correct": practice.correct + int(grade.correct),
-            "mastered": mastered,
-            "updated_at": now,
-        },
-    )
-    connection.execute(queries.CLEAR_PENDING, {"session_id": practice.id})
-    # Only a learner's first answer to an item calibrates it, so one learner repeating an
-    # item cannot drag its difficulty for everybody.
-    if not item.answered_before:
-        item_values = {
-            "b": update_difficulty(
-                item.a, item.b, theta_before, grade.correct, item.calibration_attempts
-            ),
-            "calibration_attempts": item.calibration_attempts + 1,
-            "updated_at": now,
-        }
-        connection.execute(queries.CALIBRATE, {"item_id": item.id, **item_values})
     attempt = RecordedAttempt(
         id=new_id(),
         item_id=item.id,
@@ -542,21 +516,49 @@ def _record(
         attempts_after=attempts,
         mastered_after=mastered,
     )
-    # Every column of the attempt's row, each given its value here (no column default runs).
-    connection.execute(
-        queries.RECORD_ATTEMPT,
-        {
-            **vars(attempt),
-            "session_id": practice.id,
-            "user_id": user_id,
-            "response": data.response,
-            "idempotency_key": idempotency_key,
-            "created_at": now,
-        },
-    )
+    values = {
+        # The attempt's row: every column given its value here (no column default runs).
+        **{f"attempt_{name}": value for name, value in vars(attempt).items()},
+        "attempt_user_id": user_id,
+        "attempt_response": data.response,
+        "attempt_idempotency_key": idempotency_key,
+        "session_id": practice.id,
+        "item_id": item.id,
+        "now": now,
+        # The skill state's new estimate.
+        "state_id": practice.state_id,
+        "state_posterior": posterior.to_state(),
+        "state_theta": posterior.theta,
+        "state_se": posterior.se,
+        "state_attempts": attempts,
+        "state_correct": practice.correct + int(grade.correct),
+        "state_mastered": mastered,
+    }
+    # Only a learner's first answer to an item calibrates it, so one learner repeating an
+    # item cannot drag its difficulty for everybody.
+    calibrates = not item.answered_before
+    if calibrates:
+        values["item_b"] = update_difficulty(
+            item.a, item.b, theta_before, grade.correct, item.calibration_attempts
+        )
+        values["item_calibration_attempts"] = item.calibration_attempts + 1
+    _write_answer(connection, values, calibrates)
     _commit_keeping_loaded(session)
     metrics.record_prediction(predicted, grade.correct, attempt.se_after)
     return attempt, True
+
+
+def _write_answer(connection: Connection, values: dict[str, Any], calibrates: bool) -> None:
+    """The answer's writes on the rows it holds locked: the skill state, the session's pending
+    item cleared, the item's calibration when `calibrates`, and the attempt (queries)."""
+    if connection.dialect.name == "postgresql":
+        answer = queries.RECORD_CALIBRATING_ANSWER if calibrates else queries.RECORD_ANSWER
+        connection.execute(answer, values)
+        return
+    for statement in (queries.RECORD_STATE, queries.CLEAR_PENDING, queries.RECORD_ATTEMPT):
+        connection.execute(statement, values)
+    if calibrates:
+        connection.execute(queries.CALIBRATE, values)
 
 
 def hint_request(
