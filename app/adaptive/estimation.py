@@ -13,6 +13,7 @@ stored attempts — the state is a cache of them, never the source of truth.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +86,14 @@ def _frozen(array: FloatArray) -> FloatArray:
     return array
 
 
+def _log_density_of(state: dict[str, Any]) -> FloatArray:
+    encoded = state.get("log_density_f64")
+    if encoded is None:  # a state written before the binary form: a list of numbers
+        return np.array(state["log_density"], dtype=np.float64)
+    raw = base64.b64decode(encoded, validate=True)
+    return np.frombuffer(raw, dtype="<f8").astype(np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class AbilityPosterior:
     """The posterior of one learner's θ on one skill; `update` returns a new posterior.
@@ -153,23 +162,28 @@ class AbilityPosterior:
         return self._summary[1]
 
     def to_state(self) -> dict[str, Any]:
-        """A JSON-ready dict from which `from_state` rebuilds this posterior exactly."""
+        """A JSON-ready dict from which `from_state` rebuilds this posterior exactly.
+
+        The log density goes as the base64 of its little-endian float64 bytes: exact like the
+        JSON numbers it replaces, and writing 81 numbers' shortest decimal forms was a
+        sixteenth of an answer's instructions (docs/benchmarks.md "Serving cost")."""
         return {
             "grid": [float(self.grid[0]), float(self.grid[-1]), int(self.grid.size)],
             "prior": [self.prior.mean, self.prior.sd],
             "responses": self.responses,
-            "log_density": [float(x) for x in self.log_density],
+            "log_density_f64": base64.b64encode(self.log_density.astype("<f8").tobytes()).decode(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> AbilityPosterior:
-        """Rebuild a posterior saved by `to_state`; raises ValueError on a malformed state."""
+        """Rebuild a posterior saved by `to_state`, or by its earlier form (`log_density` as a
+        list of numbers); raises ValueError on a malformed state."""
         try:
             lower, upper, points = state["grid"]
             mean, sd = state["prior"]
             responses = int(state["responses"])
-            log_density = np.array(state["log_density"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as exc:
+            log_density = _log_density_of(state)
+        except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
             raise ValueError(f"not an ability posterior state: {exc}") from exc
         if responses < 0:
             raise ValueError(f"responses must be >= 0, got {responses}")

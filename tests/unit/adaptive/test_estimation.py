@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
+import struct
 
 import numpy as np
 import pytest
@@ -119,7 +121,43 @@ def test_the_state_round_trips_through_json_exactly() -> None:
     assert restored.se == posterior.se
     assert restored.responses == 2
     assert restored.prior == Prior(0.2, 1.5)
-    assert len(posterior.to_state()["log_density"]) == GRID_POINTS
+    assert restored.log_density.tolist() == posterior.log_density.tolist()
+
+
+def test_the_state_holds_the_log_density_as_little_endian_float64_bytes() -> None:
+    posterior = AbilityPosterior.from_responses([(1.2, -0.5, True)])
+
+    encoded = posterior.to_state()["log_density_f64"]
+
+    raw = base64.b64decode(encoded, validate=True)
+    assert len(raw) == GRID_POINTS * 8
+    assert struct.unpack(f"<{GRID_POINTS}d", raw) == tuple(posterior.log_density.tolist())
+    assert "log_density" not in posterior.to_state()
+
+
+def test_a_state_written_before_the_binary_form_still_reads() -> None:
+    posterior = AbilityPosterior.from_responses([(0.9, 0.3, False)], prior=Prior(0.1, 1.2))
+    earlier = {
+        "grid": [float(posterior.grid[0]), float(posterior.grid[-1]), GRID_POINTS],
+        "prior": [0.1, 1.2],
+        "responses": 1,
+        "log_density": posterior.log_density.tolist(),
+    }
+
+    restored = AbilityPosterior.from_state(json.loads(json.dumps(earlier)))
+
+    assert restored.log_density.tolist() == posterior.log_density.tolist()
+    assert restored.theta == posterior.theta
+    assert restored.log_density.dtype == np.float64
+    assert not restored.log_density.flags.writeable
+
+
+def test_a_state_read_from_its_bytes_is_a_native_read_only_float64_array() -> None:
+    restored = AbilityPosterior.from_state(AbilityPosterior.start().to_state())
+
+    assert restored.log_density.dtype == np.dtype(np.float64)
+    assert restored.log_density.dtype.isnative
+    assert not restored.log_density.flags.writeable
 
 
 def test_the_state_of_a_posterior_without_responses_round_trips() -> None:
@@ -172,6 +210,41 @@ NOT_A_STATE = "not an ability posterior state"
         ),
         (
             {"grid": [-6, 6, 81], "prior": [0, 1], "responses": 0, "log_density": [math.inf] * 81},
+            "log_density must be finite",
+        ),
+        (
+            {"grid": [-6, 6, 81], "prior": [0, 1], "responses": 0, "log_density_f64": "%%%"},
+            NOT_A_STATE,
+        ),
+        (
+            {"grid": [-6, 6, 81], "prior": [0, 1], "responses": 0, "log_density_f64": 12},
+            NOT_A_STATE,
+        ),
+        (
+            {
+                "grid": [-6, 6, 81],
+                "prior": [0, 1],
+                "responses": 0,
+                "log_density_f64": base64.b64encode(bytes(81 * 8 - 1)).decode(),
+            },
+            NOT_A_STATE,
+        ),
+        (
+            {
+                "grid": [-6, 6, 81],
+                "prior": [0, 1],
+                "responses": 0,
+                "log_density_f64": base64.b64encode(bytes(80 * 8)).decode(),
+            },
+            "1-D arrays of one length",
+        ),
+        (
+            {
+                "grid": [-6, 6, 81],
+                "prior": [0, 1],
+                "responses": 0,
+                "log_density_f64": base64.b64encode(struct.pack("<81d", *[math.nan] * 81)).decode(),
+            },
             "log_density must be finite",
         ),
     ],
