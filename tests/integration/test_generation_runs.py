@@ -603,14 +603,8 @@ def test_a_result_for_a_job_deleted_meanwhile_is_discarded(
 
 
 # --- row locks ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def committed_job(db_session: Session, make_job: MakeJob) -> uuid.UUID:
-    """A queued job committed for real (under `commits`), for two sessions to contend over."""
-    job_id = make_job(params={"count": 1}).id
-    db_session.close()
-    return job_id
+# A run decides from the job row only once no other session holds it: it reads the row under a
+# lock. Each test takes a path on which the run writes nothing, so only that read can wait.
 
 
 def held_elsewhere(session: Session, job_id: uuid.UUID) -> None:
@@ -624,43 +618,57 @@ def impatient(session: Session) -> None:
 
 
 @pytest.mark.commits
-def test_a_claim_waits_for_the_row_another_session_holds(
-    engine: Engine, committed_job: uuid.UUID
+def test_a_claim_reads_the_job_only_once_another_session_lets_go_of_it(
+    engine: Engine, db_session: Session, make_job: MakeJob
 ) -> None:
+    deadline = utcnow() + TIMEOUT
+    job_id = make_job(status=JobStatus.RUNNING, attempts=1, deadline_at=deadline).id
+    db_session.close()
     with Session(engine) as other, Session(engine) as worker:
-        held_elsewhere(other, committed_job)
+        held_elsewhere(other, job_id)
         impatient(worker)
 
         with pytest.raises(OperationalError, match="lock timeout"):
-            generation.claim(worker, committed_job, TIMEOUT)
+            generation.claim(worker, job_id, TIMEOUT)  # it would defer, writing nothing
         worker.rollback()
         other.rollback()
 
-        assert isinstance(generation.claim(worker, committed_job, TIMEOUT), generation.Claim)
+        outcome = generation.claim(worker, job_id, TIMEOUT)
+        assert outcome == generation.Outcome(status=JobStatus.RUNNING, defer_to=deadline)
 
 
 @pytest.mark.commits
 @pytest.mark.parametrize("step", ["succeed", "fail"])
-def test_recording_a_result_waits_for_the_row_another_session_holds(
-    engine: Engine, committed_job: uuid.UUID, step: str
+def test_a_result_is_checked_against_the_job_only_once_another_session_lets_go_of_it(
+    engine: Engine, db_session: Session, make_job: MakeJob, step: str
 ) -> None:
+    job_id = make_job(params={"count": 1}).id
+    db_session.close()
     with Session(engine) as other, Session(engine) as worker:
-        claimed = generation.claim(worker, committed_job, TIMEOUT)
+        claimed = generation.claim(worker, job_id, TIMEOUT)
         assert isinstance(claimed, generation.Claim)
-        held_elsewhere(other, committed_job)
+        # Another delivery took the job over (a later attempt), and holds its row again.
+        taken = other.get(Job, job_id)
+        assert taken is not None
+        taken.attempts += 1
+        other.commit()
+        held_elsewhere(other, job_id)
         impatient(worker)
 
-        with pytest.raises(OperationalError, match="lock timeout"):
+        def record() -> generation.Outcome:
             if step == "succeed":
-                generation.succeed(worker, claimed, generated(mcq("Locked?")))
-            else:
-                generation.fail(worker, claimed, RuntimeError("locked"))
+                return generation.succeed(worker, claimed, generated(mcq("Locked?")))
+            return generation.fail(worker, claimed, RuntimeError("locked"))
+
+        with pytest.raises(OperationalError, match="lock timeout"):
+            record()  # it would discard the result, writing nothing
         worker.rollback()
         other.rollback()
 
-        job = worker.get(Job, committed_job)
+        assert record() == generation.Outcome(status=None)
+        job = worker.get(Job, job_id)
         assert job is not None
-        assert job.status is JobStatus.RUNNING
+        assert (job.status, job.attempts, job.result) == (JobStatus.RUNNING, 2, None)
 
 
 # --- run: the provider call -----------------------------------------------------------------------
