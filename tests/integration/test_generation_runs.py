@@ -342,7 +342,10 @@ def test_success_stores_the_drafts_as_ai_drafts_for_review(
         {"text": "three", "correct": False},
     ]
     assert (short.prompt, short.choices) == ("Why does it grow?", None)
-    assert (short.reference_answer, short.rubric) == ("Light drives it.", "names light\nnames sugar")
+    assert (short.reference_answer, short.rubric) == (
+        "Light drives it.",
+        "names light\nnames sugar",
+    )
     db_session.refresh(job)
     assert job.result == {
         "item_ids": [str(choice.id), str(short.id)],
@@ -478,7 +481,9 @@ def test_a_temporary_error_requeues_the_job_after_a_backoff(
         None,
         None,
     )
-    assert job.last_error == "AI provider unavailable: no answer in time, or busy, after every retry"
+    assert (
+        job.last_error == "AI provider unavailable: no answer in time, or busy, after every retry"
+    )
     assert counted.counted() == {JobStatus.QUEUED: 1}
     assert messages(log, "job.retrying") == [
         f"job.retrying job_id={job.id} attempt=2 in=25s error=ProviderUnavailableError: busy"
@@ -511,7 +516,9 @@ def test_a_temporary_error_on_the_last_attempt_ends_the_job_dead(
     assert (job.status, job.attempts, job.deadline_at) == (JobStatus.DEAD, 3, None)
     assert job.finished_at is not None
     assert before <= job.finished_at <= utcnow()
-    assert job.last_error == "AI provider unavailable: no answer in time, or busy, after every retry"
+    assert (
+        job.last_error == "AI provider unavailable: no answer in time, or busy, after every retry"
+    )
     assert counted.counted() == {JobStatus.DEAD: 1}
     assert messages(log, "job.dead") == [
         f"job.dead job_id={job.id} attempt=3 error=ProviderUnavailableError: still busy"
@@ -585,7 +592,9 @@ def test_a_result_after_the_job_was_requeued_is_discarded(
     db_session.refresh(job)
     assert (job.status, job.attempts) == (JobStatus.QUEUED, 1)
     assert counted.counted() == {}
-    lost = f"job.lost_claim job_id={job.id} attempt=1: another run took over; discarding this result"
+    lost = (
+        f"job.lost_claim job_id={job.id} attempt=1: another run took over; discarding this result"
+    )
     assert messages(log, "job.lost_claim") == [lost, lost]
 
 
