@@ -345,8 +345,8 @@ def load(session: nox.Session) -> None:
 def cost(session: nox.Session) -> None:
     """Count the instructions per request of each hot route (callgrind); fail over a budget.
 
-    Not in plain `./noxw`: under callgrind it takes minutes (a CI job of its own runs it on every
-    pull request). Measures twice in-process against a scratch Postgres database and a throwaway
+    Not in plain `./noxw`: under callgrind it takes minutes (.ci/run runs it after the gate, and
+    a GitHub job of its own on every pull request). Measures twice in-process against a scratch Postgres database and a throwaway
     redis-server, prints the table with each route's ratio to the one-query baseline and the two
     runs' spread, writes reports/cost/cost.json, and fails when a route is 5 % above its budget
     in load/cost-budgets.toml (from +4.5 %, allowing for measurement noise). `-- --update-budgets` rewrites the budgets from the
