@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import itertools
 import json
 import math
 import os
@@ -193,10 +194,14 @@ def _deterministic_uuid4(seed: int) -> None:
 
 
 def busy_loop(iterations: int) -> int:
-    """The injected slowdown: plain interpreter work, a fixed number of iterations."""
+    """The injected slowdown: plain interpreter work, a fixed number of iterations.
+
+    Every iteration costs the same, so the 200,000 of the calibration price the few hundred of
+    a request exactly: the values stay below 256, Python's cached small ints (a loop over
+    `range` allocated an int per value above 256, and priced the short loop 7 % too high)."""
     total = 0
-    for value in range(iterations):
-        total += value & 7
+    for _ in itertools.repeat(None, iterations):
+        total = (total + 7) & 255
     return total
 
 
