@@ -1,9 +1,11 @@
-"""OpenAI-compatible responses for tests that fake the AI provider at the HTTP layer."""
+"""OpenAI-compatible responses for tests that fake the AI provider at the HTTP layer, and a fixed
+random source for the generation job's retry jitter."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -123,3 +125,15 @@ def openai_providers(
     finally:
         app.extensions[EXTENSION] = previous
         built.close()
+
+
+class FixedRandom(random.Random):
+    """A generator whose `random()` is always `value`: a generation job's retry jitter at a
+    chosen point (app.jobs.generation.backoff)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value

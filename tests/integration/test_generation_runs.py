@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,7 +39,7 @@ from app.jobs.errors import (
     PermanentJobError,
 )
 from app.jobs.models import Job, JobKind, JobStatus
-from tests.ai_fakes import AI_BASE_URL, completion, drafts, http_provider
+from tests.ai_fakes import AI_BASE_URL, FixedRandom, completion, drafts, http_provider
 
 TIMEOUT = timedelta(minutes=5)
 KIND = JobKind.GENERATE_ITEMS.value
@@ -113,17 +112,6 @@ def messages(caplog: pytest.LogCaptureFixture, prefix: str = "job.") -> list[str
 def log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     with caplog.at_level(logging.INFO, LOGGER):
         yield caplog
-
-
-class FixedRandom(random.Random):
-    """A generator whose `random()` is always `value`: the jitter at a chosen point."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
 
 
 def held(db_session: Session, job: Job, now: datetime | None = None) -> generation.Claim:

@@ -12,6 +12,7 @@ from app.ai import ItemDraft
 from app.content.models import ItemKind
 from app.content.schemas import ChoiceIn
 from app.jobs.generation import BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, backoff, to_item_in
+from tests.ai_fakes import FixedRandom
 
 
 def mcq(answer_index: int | None, choices: tuple[str, ...] = ("red", "green", "blue")) -> ItemDraft:
@@ -76,17 +77,6 @@ def test_a_short_answer_draft_without_a_rubric_or_a_reference_is_not_an_item() -
         to_item_in(short_answer([]))
     with pytest.raises(ValidationError, match="reference_answer"):
         to_item_in(short_answer(["a criterion"], reference=None))
-
-
-class FixedRandom(random.Random):
-    """A generator whose `random()` is always `value`: the jitter at a chosen point."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
 
 
 @pytest.mark.parametrize(
