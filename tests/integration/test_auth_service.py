@@ -22,8 +22,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditRecord
-from app.auth import passwords
-from app.auth.models import RefreshFamily, User
+from app.auth import passwords, service
+from app.auth.models import RefreshFamily, Role, User
 from tests.conftest import PASSWORD, bearer
 from tests.integration.test_auth_accounts import GOOD
 
@@ -105,6 +105,49 @@ def test_register_stores_the_account_and_audits_it_as_its_own_actor(
         "target_id": str(user.id),
         "details": {},
     }
+
+
+def test_register_gives_the_role_asked_for(db_session: Session) -> None:
+    """The route only ever creates learners; the service takes the role as a parameter."""
+    user = service.register(db_session, "Tutor@Example.com", GOOD["password"], "T", Role.INSTRUCTOR)
+
+    db_session.expire_all()
+    stored = db_session.get(User, user.id)
+    assert stored is not None
+    assert (stored.email, stored.role) == ("tutor@example.com", Role.INSTRUCTOR)
+
+
+def test_another_account_does_not_make_an_address_taken(
+    client: FlaskClient, make_user: Callable[..., User], db_session: Session
+) -> None:
+    other = make_user()
+
+    response = client.post("/auth/register", json=GOOD)
+
+    assert response.status_code == 201
+    assert response.get_json()["email"] == GOOD["email"]
+    assert {u.email for u in db_session.scalars(select(User))} == {other.email, GOOD["email"]}
+
+
+def test_a_taken_address_is_refused_before_any_argon2_work(
+    client: FlaskClient, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check comes first: a 409 costs a query, not a hash (the unique index is only the
+    backstop for a concurrent registration)."""
+    make_user(email=GOOD["email"])
+    hashed: list[str] = []
+    real_hash = passwords.hash_password
+
+    def counting_hash(password: str) -> str:
+        hashed.append(password)
+        return real_hash(password)
+
+    monkeypatch.setattr(passwords, "hash_password", counting_hash)
+
+    response = client.post("/auth/register", json=GOOD)
+
+    assert response.status_code == 409
+    assert hashed == []
 
 
 def test_a_taken_email_is_a_409_saying_so(client: FlaskClient) -> None:
