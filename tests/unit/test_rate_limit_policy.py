@@ -27,6 +27,7 @@ from apiflask import APIBlueprint as Blueprint
 from apiflask import APIFlask
 from flask import g, request
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
+from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage
 from prometheus_client import REGISTRY
 from redis.backoff import NoBackoff
@@ -536,3 +537,35 @@ def test_seconds_until_rounds_up_and_never_goes_below_zero() -> None:
 
     assert rate_limits._seconds_until(now + 30.2) == 31
     assert rate_limits._seconds_until(now - 30.0) == 0
+
+
+def test_a_failed_login_that_cannot_be_counted_keeps_its_answer_and_closes_login(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(ratelimit_storage_retry_seconds=60.0)
+    limiter = get_limiter(app)
+    assert isinstance(limiter, rate_limits._Limiter)
+    hit = limiter.limiter.hit
+
+    def refused_for_accounts(*args: Any, **kwargs: Any) -> bool:
+        if any(str(part).startswith("account:") for part in args[1:]):
+            raise StorageError(ConnectionError("the counters went away"))
+        return bool(hit(*args, **kwargs))
+
+    monkeypatch.setattr(limiter.limiter, "hit", refused_for_accounts)
+    client = client_at(app)
+    caplog.set_level(logging.WARNING, logger=rate_limits.__name__)
+    started = time.monotonic()
+
+    failed = client.post(
+        "/auth/login?status=401", json={"email": "ada@example.com"}, headers={"X-Request-ID": "req-login-9"}
+    )
+
+    assert failed.status_code == 401
+    assert started + 60.0 <= limiter._storage_down_until <= time.monotonic() + 60.0
+    assert outage_warnings(caplog) == [
+        "rate-limit storage unavailable (StorageError): a failed POST auth.login was not "
+        "counted; request_id=req-login-9"
+    ]
+    assert getattr(caplog.records[0], "request_id", None) == "req-login-9"
+    assert login(client, status=200).status_code == 503
