@@ -305,6 +305,8 @@ def test_every_request_counts_against_the_default_limit_per_client_across_routes
     )
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert refused.headers["RateLimit-Remaining"] == "0"
+    spelled = [name for a in (*answers, refused) for name in a.headers.keys()]
+    assert set(HEADERS) | {"Retry-After"} <= set(spelled)  # the IETF draft's spelling
     assert client_at(app, "198.51.100.99").get("/courses").status_code == 200
 
 
@@ -451,6 +453,7 @@ def test_with_the_storage_refused_auth_fails_closed_and_the_rest_fails_open(
         "This operation is unavailable while its rate limit cannot be checked; retry shortly."
     )
     assert refused.headers["Retry-After"] == "1"  # never 0, even with no retry interval
+    assert "Retry-After" in refused.headers.keys()  # spelled as RFC 9110 spells it
     assert served.status_code == 200
     assert not any(name in served.headers for name in HEADERS)
     assert preflight.status_code == 200  # a preflight is not the login itself
