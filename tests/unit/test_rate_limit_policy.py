@@ -25,6 +25,9 @@ from apiflask import APIBlueprint as Blueprint
 from apiflask import APIFlask
 from flask import g, request
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
+from flask_limiter import RateLimitExceeded
+from flask_limiter._limits import RuntimeLimit  # what the library raises with; not re-exported
+from limits import parse
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage
 from prometheus_client import REGISTRY
@@ -579,3 +582,70 @@ def test_a_failed_login_that_cannot_be_counted_keeps_its_answer_and_closes_login
     ]
     assert getattr(caplog.records[0], "request_id", None) == "req-login-9"
     assert login(client, status=200).status_code == 503
+
+
+# --- the 429 and the headers ----------------------------------------------------------------------
+
+
+def test_retry_after_is_when_the_window_frees_an_entry_not_a_whole_period() -> None:
+    # Memory counters align a day's window to the clock: it frees up before a day has passed.
+    client = client_at(make_app(ratelimit_hint="1/day"))
+    client.get("/hint")
+
+    refused = client.get("/hint")
+
+    assert refused.status_code == 429
+    reset = int(refused.headers["RateLimit-Reset"])
+    # The 429 reads the window a moment before its headers do: the same second, or one more.
+    assert int(refused.headers["Retry-After"]) in (reset, reset + 1)
+
+
+@pytest.mark.parametrize(("limit", "header"), [("1/second", "1"), ("5/minute", "60")])
+def test_without_a_window_to_read_the_429_says_the_whole_period(limit: str, header: str) -> None:
+    app = make_app()
+    exceeded = RateLimitExceeded(RuntimeLimit(parse(limit), client_key, None))
+
+    with app.test_request_context("/courses"):  # no limit checked: no window to read
+        response = rate_limits._too_many_requests(exceeded)
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == header
+
+
+def test_a_window_that_cannot_be_read_costs_the_headers_not_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = make_app(ratelimit_hint="1/minute")
+    limiter = get_limiter(app)
+    assert limiter is not None
+    client = client_at(app)
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError(ConnectionError("the counters went away"))
+
+    monkeypatch.setattr(limiter.limiter, "get_window_stats", unreadable)
+    served, refused = client.get("/hint"), client.get("/hint")
+
+    assert served.status_code == 200
+    assert not any(name in served.headers for name in HEADERS)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "60"  # the whole window: a safe upper bound
+    assert not any(name in refused.headers for name in HEADERS)
+
+
+def test_a_token_under_another_scheme_is_not_a_user() -> None:
+    app = make_app()
+    with app.app_context():
+        token = create_access_token(identity="user-1")
+    with app.test_request_context(
+        "/", headers=bearer(token, scheme="Basic"), environ_base={"REMOTE_ADDR": ADDRESS}
+    ):
+        assert user_key() == f"client:{ADDRESS}"
+
+
+def test_a_token_with_an_empty_subject_has_no_subject() -> None:
+    app = make_app()
+    with app.app_context():
+        token = create_access_token(identity="")
+    with app.test_request_context("/", headers=bearer(token)):
+        assert rate_limits._token_subject() is None
