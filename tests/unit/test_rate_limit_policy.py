@@ -649,3 +649,11 @@ def test_a_token_with_an_empty_subject_has_no_subject() -> None:
         token = create_access_token(identity="")
     with app.test_request_context("/", headers=bearer(token)):
         assert rate_limits._token_subject() is None
+
+
+def test_a_login_body_that_is_not_json_has_no_account_key() -> None:
+    app = make_app()
+    with app.test_request_context(
+        "/auth/login", method="POST", data="{not json", content_type="application/json"
+    ):
+        assert account_key() == ""  # the route's own validation answers it
