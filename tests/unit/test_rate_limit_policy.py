@@ -657,3 +657,20 @@ def test_a_login_body_that_is_not_json_has_no_account_key() -> None:
         "/auth/login", method="POST", data="{not json", content_type="application/json"
     ):
         assert account_key() == ""  # the route's own validation answers it
+
+
+def test_during_an_outage_probes_and_unrouted_requests_are_not_counted_as_decided(
+    closed_port: int,
+) -> None:
+    app = make_app(
+        ratelimit_storage_url=f"redis://127.0.0.1:{closed_port}/0",
+        ratelimit_storage_retry_seconds=60.0,
+    )
+    client = client_at(app)
+    before = unavailable_count("open")
+    assert client.get("/courses").status_code == 200  # fails open, starts the retry interval
+
+    answers = [client.get(path).status_code for path in ("/healthz", "/nowhere", "/metrics")]
+
+    assert answers == [200, 404, 200]
+    assert unavailable_count("open") - before == 1  # only /courses needed the limits
