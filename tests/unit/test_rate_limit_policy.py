@@ -674,3 +674,34 @@ def test_during_an_outage_probes_and_unrouted_requests_are_not_counted_as_decide
 
     assert answers == [200, 404, 200]
     assert unavailable_count("open") - before == 1  # only /courses needed the limits
+
+
+class FrozenClock:
+    """`time` as rate_limits reads it, with the monotonic clock held at one reading."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    @staticmethod
+    def time() -> float:
+        return time.time()
+
+
+def test_with_no_retry_interval_the_storage_is_tried_again_at_once(
+    closed_port: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(
+        ratelimit_storage_url=f"redis://127.0.0.1:{closed_port}/0",
+        ratelimit_storage_retry_seconds=0.0,
+    )
+    monkeypatch.setattr(rate_limits, "time", FrozenClock())  # even within one clock reading
+    caplog.set_level(logging.WARNING, logger=rate_limits.__name__)
+    client = client_at(app)
+
+    answers = [client.get("/courses").status_code for _ in range(2)]
+
+    assert answers == [200, 200]
+    assert len(outage_warnings(caplog)) == 2  # each request tried the storage and logged it
