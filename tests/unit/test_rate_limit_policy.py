@@ -78,10 +78,11 @@ def settings(**changes: Any) -> Settings:
     return Settings(_env_file=None, app_env="test", database_url="sqlite://", **(values | changes))
 
 
-def make_app(**changes: Any) -> APIFlask:
+def make_app(flask_config: dict[str, Any] | None = None, **changes: Any) -> APIFlask:
     """A bare app whose views answer the status a test asks for (`?status=`), under the
-    endpoint names the limits table uses."""
+    endpoint names the limits table uses; `flask_config` is set before the limits."""
     app = APIFlask(__name__)
+    app.config.update(flask_config or {})
     app.config["SECRET_KEY"] = SECRET
     app.config["JWT_SECRET_KEY"] = SECRET
     JWTManager(app)
@@ -705,3 +706,22 @@ def test_with_no_retry_interval_the_storage_is_tried_again_at_once(
 
     assert answers == [200, 200]
     assert len(outage_warnings(caplog)) == 2  # each request tried the storage and logged it
+
+
+def test_flask_limiters_own_config_keys_cannot_turn_its_headers_or_error_swallowing_on(
+    closed_port: int,
+) -> None:
+    own_keys = {"RATELIMIT_HEADERS_ENABLED": True, "RATELIMIT_SWALLOW_ERRORS": True}
+    app = make_app(flask_config=own_keys)
+    down = make_app(
+        flask_config=own_keys,
+        ratelimit_storage_url=f"redis://127.0.0.1:{closed_port}/0",
+        ratelimit_storage_retry_seconds=0.0,
+    )
+
+    served = client_at(app).get("/hint")
+    refused = login(client_at(down))
+
+    assert served.status_code == 200
+    assert not any(name.startswith("X-RateLimit") for name in spelled(served))
+    assert refused.status_code == 503  # still closed: errors reach the per-route decision
