@@ -378,7 +378,8 @@ def test_per_user_routes_count_by_user_and_fall_back_to_the_client() -> None:
     ],
 )
 def test_each_limited_route_reads_its_own_setting(path: str, setting: str) -> None:
-    client = client_at(make_app(**{setting: "2/minute"}))
+    changes: dict[str, Any] = {setting: "2/minute"}
+    client = client_at(make_app(**changes))
 
     answers = [client.post(path, json={}) for _ in range(3)]
 
