@@ -726,3 +726,16 @@ def test_flask_limiters_own_config_keys_cannot_turn_its_headers_or_error_swallow
     assert served.status_code == 200
     assert not any(name.startswith("X-RateLimit") for name in spelled(served))
     assert refused.status_code == 503  # still closed: errors reach the per-route decision
+
+
+def test_without_a_limiter_the_answers_hooks_leave_a_response_alone_and_say_the_period() -> None:
+    app = make_app(ratelimit_enabled=False)
+    exceeded = RateLimitExceeded(RuntimeLimit(parse("2/minute"), client_key, None))
+
+    with app.test_request_context("/courses"):
+        untouched = rate_limits._add_headers(app.response_class("{}"))
+        refused = rate_limits._too_many_requests(exceeded)
+
+    assert not any(name in untouched.headers for name in HEADERS)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "60"
