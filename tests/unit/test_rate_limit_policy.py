@@ -739,3 +739,17 @@ def test_without_a_limiter_the_answers_hooks_leave_a_response_alone_and_say_the_
     assert not any(name in untouched.headers for name in HEADERS)
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "60"
+
+
+def test_the_redis_storage_is_built_with_the_short_timeouts_and_wrapped_errors() -> None:
+    app = make_app(ratelimit_storage_url="redis://127.0.0.1:6379/0")  # built, never connected
+    limiter = get_limiter(app)
+    assert limiter is not None
+    storage = limiter.storage
+    assert isinstance(storage, RedisStorage)
+    connection: Any = storage.storage  # the redis-py client behind limits' narrow protocol
+
+    options = connection.connection_pool.connection_kwargs
+    assert storage.wrap_exceptions is True
+    assert (options["socket_connect_timeout"], options["socket_timeout"]) == (0.5, 0.5)
+    assert options["retry"]._retries == 1
