@@ -753,3 +753,16 @@ def test_the_redis_storage_is_built_with_the_short_timeouts_and_wrapped_errors()
     assert storage.wrap_exceptions is True
     assert (options["socket_connect_timeout"], options["socket_timeout"]) == (0.5, 0.5)
     assert options["retry"]._retries == 1
+
+
+def test_a_login_without_an_address_counts_only_per_client_and_skips_the_account_limits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(ratelimit_login_account="2/minute", ratelimit_login_account_client="2/minute")
+    client = client_at(app)
+    caplog.set_level(logging.DEBUG, logger="flask-limiter")
+
+    answers = [client.post("/auth/login?status=401", json={}).status_code for _ in range(3)]
+
+    assert answers == [401, 401, 401]  # no account: the account limits do not apply
+    assert not [r.getMessage() for r in caplog.records if "Skipping limit" in r.getMessage()]
