@@ -217,8 +217,8 @@ def test_an_expired_login_says_so_and_logs_the_reason_and_the_user(
     assert response.get_json()["detail"] == "The login has expired; sign in again."
     request_id = response.headers["X-Request-ID"]
     lines = [
-        (r.event, r.reason, r.user_id)
+        (r.__dict__["event"], r.__dict__["reason"], r.__dict__["user_id"])
         for r in caplog.records
-        if r.name == "app.security" and r.request_id == request_id
+        if r.name == "app.security" and r.__dict__["request_id"] == request_id
     ]
     assert lines == [("auth.refresh_rejected", "expired:idle", str(user.id))]

@@ -418,10 +418,13 @@ def security_record(caplog: pytest.LogCaptureFixture, response: Any) -> tuple[An
     """(event, reason, user_id) of the one security log line of `response`'s request."""
     request_id = response.headers["X-Request-ID"]
     lines = [
-        r for r in caplog.records if r.name == "app.security" and r.request_id == request_id
+        r
+        for r in caplog.records
+        if r.name == "app.security" and r.__dict__["request_id"] == request_id
     ]
     assert len(lines) == 1, [r.getMessage() for r in lines]
-    return lines[0].event, lines[0].reason, lines[0].user_id
+    fields = lines[0].__dict__
+    return fields["event"], fields["reason"], fields["user_id"]
 
 
 def test_a_logout_with_another_accounts_bearer_says_why_and_logs_the_refresh_tokens_owner(
@@ -491,9 +494,9 @@ def test_a_logout_is_audited_once_naming_the_login_and_whether_a_bearer_was_deni
     records = db_session.scalars(
         select(AuditRecord).where(AuditRecord.action == "auth.logout")
     ).all()
-    assert [
-        (r.actor_id, r.target_type, r.target_id, r.details) for r in records
-    ] == [(user.id, "refresh_family", str(family.id), {"access_token_denied": with_bearer})]
+    assert [(r.actor_id, r.target_type, r.target_id, r.details) for r in records] == [
+        (user.id, "refresh_family", str(family.id), {"access_token_denied": with_bearer})
+    ]
 
 
 def test_a_refresh_token_as_the_bearer_of_a_logout_is_not_deny_listed(

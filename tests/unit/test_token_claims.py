@@ -68,7 +68,7 @@ def test_a_token_without_a_usable_ius_predates_any_cutoff(claims: dict[str, obje
 
 def test_deny_on_sqlite_inserts_once_and_purges_expired_rows() -> None:
     engine = create_engine("sqlite://")
-    RevokedAccessToken.__table__.create(engine)
+    RevokedAccessToken.metadata.tables["revoked_access_tokens"].create(engine)
     now = datetime.now(UTC)
     exp = int((now + timedelta(minutes=10)).timestamp())
     with Session(engine) as session:
