@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 
 import jwt
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -193,3 +195,30 @@ def test_unknown_refresh_token_is_401(
         client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]}).status_code
         == 401
     )
+
+
+def test_an_expired_login_says_so_and_logs_the_reason_and_the_user(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Login,
+    db_session: Session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user = make_user()
+    tokens = login(user)
+    family = family_of(db_session, tokens["refresh_token"])
+    family.last_used_at -= timedelta(days=14, minutes=1)
+    db_session.commit()
+    caplog.set_level(logging.WARNING, logger="app.security")
+
+    response = client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+
+    assert response.status_code == 401
+    assert response.get_json()["detail"] == "The login has expired; sign in again."
+    request_id = response.headers["X-Request-ID"]
+    lines = [
+        (r.__dict__["event"], r.__dict__["reason"], r.__dict__["user_id"])
+        for r in caplog.records
+        if r.name == "app.security" and r.__dict__["request_id"] == request_id
+    ]
+    assert lines == [("auth.refresh_rejected", "expired:idle", str(user.id))]

@@ -4,6 +4,7 @@ policy at registration and password change."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -408,3 +409,127 @@ def test_password_change_rejects_a_password_made_from_the_email_address(
         response = change_password(client, access, new=password)
         assert response.status_code == 422, password
         assert response.get_json()["errors"][0]["field"] == "new_password"
+
+
+# --- what a refused logout says and logs, what an accepted one audits --------------------------
+
+
+def security_record(caplog: pytest.LogCaptureFixture, response: Any) -> tuple[Any, ...]:
+    """(event, reason, user_id) of the one security log line of `response`'s request."""
+    request_id = response.headers["X-Request-ID"]
+    lines = [
+        r
+        for r in caplog.records
+        if r.name == "app.security" and r.__dict__["request_id"] == request_id
+    ]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    fields = lines[0].__dict__
+    return fields["event"], fields["reason"], fields["user_id"]
+
+
+def test_a_logout_with_another_accounts_bearer_says_why_and_logs_the_refresh_tokens_owner(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Login,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    owner = make_user()
+    mine, theirs = login(owner), login(make_user())
+    caplog.set_level(logging.WARNING, logger="app.security")
+
+    response = logout(client, mine, theirs["access_token"])
+
+    assert response.status_code == 401
+    assert response.get_json()["detail"] == (
+        "The access token and the refresh token belong to different accounts."
+    )
+    assert security_record(caplog, response) == (
+        "auth.logout_rejected",
+        "token_mismatch",
+        str(owner.id),
+    )
+
+
+def test_a_logout_with_an_unknown_refresh_token_says_so_and_logs_its_subject(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Login,
+    db_session: Session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user = make_user()
+    pair = login(user)
+    family = db_session.scalars(select(RefreshFamily).where(RefreshFamily.user_id == user.id)).one()
+    for token in list(family.tokens):
+        db_session.delete(token)
+    db_session.commit()
+    caplog.set_level(logging.WARNING, logger="app.security")
+
+    response = logout(client, pair)
+
+    assert response.status_code == 401
+    assert response.get_json()["detail"] == "The refresh token is not recognised."
+    assert security_record(caplog, response) == (
+        "auth.logout_rejected",
+        "not_recognised",
+        str(user.id),
+    )
+
+
+@pytest.mark.parametrize("with_bearer", [True, False])
+def test_a_logout_is_audited_once_naming_the_login_and_whether_a_bearer_was_denied(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Login,
+    db_session: Session,
+    with_bearer: bool,
+) -> None:
+    user = make_user()
+    pair = login(user)
+
+    assert logout(client, pair, pair["access_token"] if with_bearer else None).status_code == 204
+    assert logout(client, pair).status_code == 204  # a second logout audits nothing
+
+    family = db_session.scalars(select(RefreshFamily).where(RefreshFamily.user_id == user.id)).one()
+    records = db_session.scalars(
+        select(AuditRecord).where(AuditRecord.action == "auth.logout")
+    ).all()
+    assert [(r.actor_id, r.target_type, r.target_id, r.details) for r in records] == [
+        (user.id, "refresh_family", str(family.id), {"access_token_denied": with_bearer})
+    ]
+
+
+def test_a_refresh_token_as_the_bearer_of_a_logout_is_not_deny_listed(
+    client: FlaskClient, make_user: Callable[..., User], login: Login, db_session: Session
+) -> None:
+    pair = login(make_user())
+
+    assert logout(client, pair, pair["refresh_token"]).status_code == 204
+
+    assert db_session.scalars(select(RevokedAccessToken)).all() == []
+    assert db_session.scalars(
+        select(AuditRecord.details).where(AuditRecord.action == "auth.logout")
+    ).all() == [{"access_token_denied": False}]
+
+
+def test_a_password_change_sets_the_cutoff_and_keeps_how_earlier_logins_ended(
+    client: FlaskClient, make_user: Callable[..., User], login: Login, db_session: Session
+) -> None:
+    user = make_user()
+    ended, current = login(user), login(user)
+    assert logout(client, ended).status_code == 204
+    before = utcnow()
+
+    assert change_password(client, current["access_token"]).status_code == 204
+
+    db_session.expire_all()
+    refreshed = db_session.get(User, user.id)
+    assert refreshed is not None
+    assert refreshed.tokens_valid_after is not None
+    assert refreshed.tokens_valid_after >= before
+    reasons = db_session.scalars(
+        select(RefreshFamily.revoked_reason)
+        .where(RefreshFamily.user_id == user.id)
+        .order_by(RefreshFamily.created_at)
+    ).all()
+    assert reasons == ["logout", "password_changed"]
