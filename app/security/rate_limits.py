@@ -341,7 +341,9 @@ def _too_many_requests(error: RateLimitExceeded) -> Response:
 
 
 def _add_headers(response: Response) -> Response:
-    """RateLimit-* headers of the tightest limit the request was checked against."""
+    """RateLimit-* headers of the limit Flask-Limiter reports as the request's current one: the
+    route's own limit when it has one, else the shared default (not necessarily the limit
+    nearest exhaustion; the shipped route limits are all tighter than the default)."""
     limiter = get_limiter()
     current = limiter.current_limit if limiter is not None else None
     if current is None:
