@@ -24,6 +24,8 @@ pytest_plugins = ["tests.plugins.services", "tests.plugins.database"]
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 PASSWORD = "correct horse battery staple"
+# What the password-change helpers change it to.
+NEW_PASSWORD = "violet kettle ferry mosaic"  # pragma: allowlist secret (a test password)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -130,6 +132,17 @@ def login(client: FlaskClient) -> Callable[[User], dict[str, str]]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def change_password(
+    client: FlaskClient, access_token: str, current: str = PASSWORD, new: str = NEW_PASSWORD
+) -> Any:
+    """POST /auth/password as the holder of `access_token`; the response."""
+    return client.post(
+        "/auth/password",
+        json={"current_password": current, "new_password": new},
+        headers=bearer(access_token),
+    )
 
 
 @pytest.fixture

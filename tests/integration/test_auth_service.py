@@ -24,10 +24,9 @@ from sqlalchemy.orm import Session
 from app.audit.models import AuditRecord
 from app.auth import passwords, service
 from app.auth.models import RefreshFamily, Role, User
-from tests.conftest import PASSWORD, bearer
+from tests.conftest import NEW_PASSWORD, PASSWORD, bearer, change_password
 from tests.integration.test_auth_accounts import GOOD
 
-NEW_PASSWORD = "violet kettle ferry mosaic"  # pragma: allowlist secret (a test password)
 OTHER_PASSWORD = "a passphrase set meanwhile"  # pragma: allowlist secret (a test password)
 WRONG_PASSWORD = "not the password at all"  # pragma: allowlist secret (a test password)
 
@@ -57,16 +56,6 @@ def security_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
         for r in caplog.records
         if r.name == "app.security"
     ]
-
-
-def change_password(
-    client: FlaskClient, access_token: str, current: str = PASSWORD, new: str = NEW_PASSWORD
-) -> Any:
-    return client.post(
-        "/auth/password",
-        json={"current_password": current, "new_password": new},
-        headers=bearer(access_token),
-    )
 
 
 def stored_hash(engine: Engine, user: User) -> str:

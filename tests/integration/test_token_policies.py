@@ -21,11 +21,10 @@ from app.audit.models import AuditRecord
 from app.auth import tokens
 from app.auth.models import RefreshFamily, RevokedAccessToken, Role, User
 from app.db import utcnow
-from tests.conftest import PASSWORD, bearer
+from tests.conftest import NEW_PASSWORD, PASSWORD, bearer, change_password
 from tests.integration.test_auth_tokens import forge
 
 Login = Callable[..., dict[str, str]]  # (user, password=PASSWORD): tests/conftest.py `login`
-NEW_PASSWORD = "violet kettle ferry mosaic"
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -48,16 +47,6 @@ def logout(client: FlaskClient, pair: dict[str, str], access_token: str | None =
     headers = bearer(access_token) if access_token else {}
     return client.post(
         "/auth/logout", json={"refresh_token": pair["refresh_token"]}, headers=headers
-    )
-
-
-def change_password(
-    client: FlaskClient, access_token: str, current: str = PASSWORD, new: str = NEW_PASSWORD
-) -> Any:
-    return client.post(
-        "/auth/password",
-        json={"current_password": current, "new_password": new},
-        headers=bearer(access_token),
     )
 
 
