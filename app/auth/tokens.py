@@ -14,7 +14,6 @@ whole seconds only. See docs/security.md ("Tokens and passwords").
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import json
 import logging
@@ -44,6 +43,7 @@ from flask_jwt_extended.utils import get_unverified_jwt_headers
 from flask_jwt_extended.view_decorators import _decode_jwt_from_headers, _load_user
 from jwt import decode_complete as jwt_decode_complete
 from jwt.exceptions import ExpiredSignatureError, MissingRequiredClaimError, PyJWTError
+from jwt.utils import base64url_decode
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -383,16 +383,12 @@ def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None
     if len(segments) != 3:
         return None
     try:
-        header, claims = (json.loads(_base64url_decode(segment)) for segment in segments[:2])
+        header, claims = (json.loads(base64url_decode(segment)) for segment in segments[:2])
     except ValueError:  # binascii.Error, UnicodeError and JSONDecodeError are ValueErrors
         return None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return None
     return header, claims
-
-
-def _base64url_decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _unauthorized(detail: str) -> Response:
