@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from app.auth import tokens
 from app.auth.models import RevokedAccessToken, Role, User
 from app.auth.tokens import deny, issued_before_cutoff, issued_micros, micros
 
@@ -81,4 +82,22 @@ def test_deny_on_sqlite_inserts_once_and_purges_expired_rows() -> None:
 
         rows = session.execute(select(RevokedAccessToken.jti, RevokedAccessToken.expires_at))
         assert [tuple(row) for row in rows] == [("abc", datetime.fromtimestamp(exp, UTC))]
+    engine.dispose()
+
+
+def test_deny_purges_rows_that_expire_at_this_very_instant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expired means `expires_at <= now`: a row expiring now protects nothing any more."""
+    now = CUTOFF
+    monkeypatch.setattr(tokens, "utcnow", lambda: now)
+    engine = create_engine("sqlite://")
+    RevokedAccessToken.metadata.tables["revoked_access_tokens"].create(engine)
+    with Session(engine) as session:
+        session.add(RevokedAccessToken(jti="now", expires_at=now))
+        session.add(RevokedAccessToken(jti="later", expires_at=now + timedelta(microseconds=1)))
+        session.commit()
+
+        deny(session, {"jti": "new", "exp": int((now + timedelta(minutes=5)).timestamp())})
+        session.commit()
+
+        assert sorted(session.scalars(select(RevokedAccessToken.jti))) == ["later", "new"]
     engine.dispose()
