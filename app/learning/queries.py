@@ -31,7 +31,6 @@ _PRACTICE = (
         PracticeSession.id == bindparam("session_id"),
         PracticeSession.user_id == bindparam("user_id"),
     )
-    .execution_options(populate_existing=True)  # fresh values under the lock
 )
 # The caller's session and skill state, both locked, and the course's status (/next and
 # answers). Locking the state is what makes it fresh after a wait: Postgres re-reads only the
