@@ -161,3 +161,23 @@ def test_the_spec_keeps_the_responses_the_view_documents_itself() -> None:
     assert {"401", "404", "409"} <= bare.keys()
     # The view named the codes only: the guard invents no description for them.
     assert bare["404"]["description"] == bare["409"]["description"] == ""
+
+
+def test_behind_a_plain_jwt_manager_the_view_sees_the_tokens_header() -> None:
+    """A plain JWTManager remembers no verified header: the guard reads it from the token, so
+    the view's `get_jwt_header()` is the token's own (app/auth/tokens.py verify_access_token)."""
+    from flask_jwt_extended import get_jwt_header
+
+    app = make_app()
+
+    @app.get("/header")
+    @authenticated()
+    def header() -> dict[str, Any]:
+        return dict(get_jwt_header())
+
+    with app.app_context():
+        token = create_access_token(identity=Role.LEARNER.value, additional_headers={"kid": "k7"})
+    response = app.test_client().get("/header", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 200
+    assert response.get_json() == {"alg": "HS256", "kid": "k7", "typ": "JWT"}
