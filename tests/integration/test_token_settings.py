@@ -9,6 +9,7 @@ checks on the shared application, one case each.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 import uuid
@@ -32,7 +33,7 @@ from app.auth import tokens
 from app.auth.models import SigningKey, User
 from app.errors import PROBLEM_TYPE_BASE
 from tests.conftest import bearer
-from tests.integration.test_auth_tokens import forge
+from tests.integration.test_auth_tokens import b64, forge
 from tests.integration.test_query_budget import counting
 
 Login = Callable[[User], dict[str, str]]
@@ -371,3 +372,40 @@ def test_the_route_guard_takes_the_tokens_header_from_the_decode_that_verified_i
 
     assert me(app, pair["access_token"]).status_code == 200
     assert reparsed == []
+
+
+def test_a_well_formed_token_is_parsed_once_before_its_verification(
+    app: APIFlask,
+    make_user: Callable[..., User],
+    login: Login,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PyJWT's unverified parse is kept for tokens the quick read refuses, for its error
+    messages; a well-formed token never pays for it (docs/benchmarks.md "Serving cost")."""
+    slow_parses: list[str] = []
+    real_parse = jwt.decode_complete
+
+    def parse(token: str, **kwargs: Any) -> dict[str, Any]:
+        slow_parses.append(token)
+        return real_parse(token, **kwargs)
+
+    monkeypatch.setattr(tokens, "jwt_decode_complete", parse)
+    pair = login(make_user())
+
+    assert me(app, pair["access_token"]).status_code == 200
+    assert slow_parses == []
+    assert me(app, "not-a-jwt").status_code == 401
+    assert slow_parses == ["not-a-jwt"]
+
+
+def test_a_token_whose_claims_are_no_object_is_invalid_and_says_why(
+    app: APIFlask, security_log: pytest.LogCaptureFixture
+) -> None:
+    """Refused by PyJWT's own unverified parse, which names the fault; asked to verify a
+    signature there instead, PyJWT would fail on the missing key (a 500)."""
+    claims = base64.urlsafe_b64encode(b"[1, 2]").rstrip(b"=").decode()
+    token = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': 'k1'})}.{claims}.c2ln"
+
+    assert rejection(security_log, me(app, token)) == refused(
+        "The token is invalid.", "invalid:Invalid payload string: must be a json object"
+    )
