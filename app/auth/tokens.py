@@ -508,6 +508,10 @@ def init_app(app: Flask, config: Settings) -> None:
         JWT_DECODE_AUDIENCE=AUDIENCE,
         JWT_DECODE_LEEWAY=LEEWAY_SECONDS,
         JWT_ERROR_MESSAGE_KEY="detail",
+        # Tokens travel in the Authorization header only, never in cookies: the library's CSRF
+        # double-submit value, added to every token by default, would be a random claim that
+        # nothing checks.
+        JWT_COOKIE_CSRF_PROTECT=False,
     )
     app.extensions["mastery.keyring"] = Keyring(
         config.secret_key.get_secret_value(), config.refresh_absolute_ttl

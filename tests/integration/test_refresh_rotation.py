@@ -392,6 +392,46 @@ def test_a_refresh_marks_the_token_used_and_the_family_used_at_the_same_instant(
     )
 
 
+def test_a_new_pair_carries_exactly_its_claims_on_the_platforms_clock(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Login,
+    db_session: Session,
+    settings: Settings,
+    clock: FakeClock,
+) -> None:
+    """`iat` and `ius` are one reading of the platform's clock (the library would take its
+    own); the access token names the role, and neither token carries anything else."""
+    user = make_user()
+    first = login(user)
+    clock.now += timedelta(seconds=3, microseconds=250_000)
+
+    pair = refresh(client, first["refresh_token"]).get_json()
+
+    family = family_row(db_session, user)
+    common = {
+        "sub": str(user.id),
+        "fam": str(family.id),
+        "iat": int(clock.now.timestamp()),
+        "ius": tokens.micros(clock.now),
+        "iss": tokens.ISSUER,
+        "aud": tokens.AUDIENCE,
+        "fresh": False,
+    }
+    access = jwt.decode(pair["access_token"], options={"verify_signature": False})
+    refreshed = jwt.decode(pair["refresh_token"], options={"verify_signature": False})
+    assert {k: v for k, v in access.items() if k not in ("jti", "nbf", "exp")} == common | {
+        "type": "access",
+        "role": user.role.value,
+    }
+    assert {k: v for k, v in refreshed.items() if k not in ("jti", "nbf", "exp")} == common | {
+        "type": "refresh"
+    }
+    assert access["exp"] - access["iat"] == pytest.approx(
+        settings.access_token_ttl.total_seconds(), abs=31
+    )
+
+
 # --- the locks: a concurrent refresh of the same token must wait ----------------------------------
 
 

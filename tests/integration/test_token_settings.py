@@ -32,7 +32,7 @@ from werkzeug.test import TestResponse
 from app.auth import tokens
 from app.auth.models import SigningKey, User
 from app.errors import PROBLEM_TYPE_BASE
-from tests.conftest import bearer
+from tests.conftest import PASSWORD, bearer
 from tests.integration.test_auth_tokens import b64, forge
 from tests.integration.test_query_budget import counting
 
@@ -409,3 +409,18 @@ def test_a_token_whose_claims_are_no_object_is_invalid_and_says_why(
     assert rejection(security_log, me(app, token)) == refused(
         "The token is invalid.", "invalid:Invalid payload string: must be a json object"
     )
+
+
+def test_tokens_carry_no_cookie_csrf_value(
+    make_app: MakeApp, make_user: Callable[..., User]
+) -> None:
+    """Tokens never travel in cookies here, so the library's CSRF double-submit claim (on by
+    default) would be a random value nothing checks."""
+    app = make_app()
+    user = make_user()
+    client = app.test_client()
+
+    pair = client.post("/auth/login", json={"email": user.email, "password": PASSWORD}).get_json()
+
+    for kind in ("access_token", "refresh_token"):
+        assert "csrf" not in jwt.decode(pair[kind], options={"verify_signature": False})
