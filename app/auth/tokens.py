@@ -42,7 +42,12 @@ from flask_jwt_extended.tokens import _decode_jwt
 from flask_jwt_extended.utils import get_unverified_jwt_headers
 from flask_jwt_extended.view_decorators import _decode_jwt_from_headers, _load_user
 from jwt import decode_complete as jwt_decode_complete
-from jwt.exceptions import ExpiredSignatureError, MissingRequiredClaimError, PyJWTError
+from jwt.exceptions import (
+    DecodeError,
+    ExpiredSignatureError,
+    MissingRequiredClaimError,
+    PyJWTError,
+)
 from jwt.utils import base64url_decode
 from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -431,13 +436,16 @@ class _OncePerRequestJWTManager(JWTManager):
         library's, unchanged: same key loader, same `_decode_jwt` with the same options, same
         errors."""
         parts = unverified_parts(encoded_token)
-        if parts is None:  # malformed: PyJWT's own parse raises the error that says how
-            unverified = jwt_decode_complete(
+        if parts is None:
+            # Malformed. PyJWT's own parse is stricter than unverified_parts (it checks every
+            # character), so it raises here, with the error that names the fault; should a
+            # release ever accept such a token, it is refused all the same.
+            jwt_decode_complete(
                 encoded_token,
                 algorithms=jwt_config.decode_algorithms,
                 options={"verify_signature": False},
             )
-            parts = unverified["header"], unverified["payload"]
+            raise DecodeError("Malformed token")
         header, claims = parts
         secret = self._decode_key_callback(header, claims)
         kwargs: dict[str, Any] = {

@@ -432,6 +432,26 @@ def test_a_new_pair_carries_exactly_its_claims_on_the_platforms_clock(
     )
 
 
+def test_a_login_starts_its_family_at_the_reading_its_tokens_carry(
+    client: FlaskClient,
+    make_user: Callable[..., User],
+    login: Login,
+    db_session: Session,
+    clock: FakeClock,
+) -> None:
+    """Created and last used at the clock reading in the tokens' `ius`, not at whatever the
+    columns' defaults would read later: the age limits count from the same instant."""
+    user = make_user()
+    clock.now += timedelta(microseconds=123_457)
+
+    pair = login(user)
+
+    family = family_row(db_session, user)
+    assert (family.created_at, family.last_used_at) == (clock.now, clock.now)
+    claims = jwt.decode(pair["refresh_token"], options={"verify_signature": False})
+    assert claims["ius"] == tokens.micros(clock.now)
+
+
 # --- the locks: a concurrent refresh of the same token must wait ----------------------------------
 
 

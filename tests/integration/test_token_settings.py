@@ -424,3 +424,19 @@ def test_tokens_carry_no_cookie_csrf_value(
 
     for kind in ("access_token", "refresh_token"):
         assert "csrf" not in jwt.decode(pair[kind], options={"verify_signature": False})
+
+
+def test_a_token_the_quick_read_refuses_is_refused_even_if_pyjwts_parse_accepted_it(
+    app: APIFlask, security_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyJWT's parse is the stricter of the two today (it checks every character), so this
+    cannot happen with the pinned release; a lenient one must not let a malformed token on."""
+
+    def lenient_parse(token: str, **kwargs: Any) -> dict[str, Any]:
+        return {"header": {"alg": "HS256"}, "payload": {}, "signature": b""}
+
+    monkeypatch.setattr(tokens, "jwt_decode_complete", lenient_parse)
+
+    assert rejection(security_log, me(app, "not-a-jwt")) == refused(
+        "The token is invalid.", "invalid:Malformed token"
+    )
