@@ -9,11 +9,10 @@ detail a mutant changed without any other test noticing.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
@@ -32,6 +31,7 @@ from app.auth.models import RefreshFamily, RefreshToken, User
 from app.config import Settings
 from app.errors import PROBLEM_TYPE_BASE
 from tests.conftest import PASSWORD
+from tests.integration.test_token_policies import FakeClock
 
 Login = Callable[[User], dict[str, str]]
 
@@ -62,19 +62,6 @@ def security_lines(caplog: pytest.LogCaptureFixture, response: TestResponse) -> 
 
 def reuse_count() -> float:
     return REGISTRY.get_sample_value("mastery_auth_refresh_reuse_total") or 0.0
-
-
-class FakeClock:
-    """tokens.utcnow, frozen and moved by hand: the age limits are compared to the microsecond.
-
-    Starts whole seconds in the past, so the tokens' `iat` (taken from it) is never in the
-    future of the machine's own clock that verifies them."""
-
-    def __init__(self) -> None:
-        self.now = datetime.fromtimestamp(int(time.time()) - 30, UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -261,12 +248,13 @@ def age_family(
     db_session.commit()
 
 
+@pytest.mark.parametrize("limit", ["idle", "absolute"])
 @pytest.mark.parametrize(
-    ("idle_beyond", "status"),
+    ("beyond", "status"),
     [(timedelta(0), 200), (timedelta(microseconds=1), 401)],
-    ids=["exactly the idle limit", "a microsecond past it"],
+    ids=["exactly at it", "a microsecond past it"],
 )
-def test_the_idle_limit_is_inclusive_to_the_microsecond(
+def test_each_age_limit_is_inclusive_to_the_microsecond(
     client: FlaskClient,
     make_user: Callable[..., User],
     login: Login,
@@ -274,50 +262,24 @@ def test_the_idle_limit_is_inclusive_to_the_microsecond(
     settings: Settings,
     security_log: pytest.LogCaptureFixture,
     clock: FakeClock,
-    idle_beyond: timedelta,
+    limit: str,
+    beyond: timedelta,
     status: int,
 ) -> None:
     user = make_user()
     pair = login(user)
-    idle = settings.refresh_idle_ttl + idle_beyond
-    age_family(db_session, user, clock.now, idle=idle, age=idle)
-
-    response = refresh(client, pair["refresh_token"])
-
-    if status == 401:
-        assert_refused(response, expired("idle"), security_log, user)
-        family = family_row(db_session, user)
-        assert (family.revoked_at, family.revoked_reason) == (clock.now, "idle")
+    if limit == "idle":
+        idle = age = settings.refresh_idle_ttl + beyond
     else:
-        assert response.status_code == 200
-
-
-@pytest.mark.parametrize(
-    ("age_beyond", "status"),
-    [(timedelta(0), 200), (timedelta(microseconds=1), 401)],
-    ids=["exactly the absolute limit", "a microsecond past it"],
-)
-def test_the_absolute_limit_is_inclusive_to_the_microsecond(
-    client: FlaskClient,
-    make_user: Callable[..., User],
-    login: Login,
-    db_session: Session,
-    settings: Settings,
-    security_log: pytest.LogCaptureFixture,
-    clock: FakeClock,
-    age_beyond: timedelta,
-    status: int,
-) -> None:
-    user = make_user()
-    pair = login(user)
-    age = settings.refresh_absolute_ttl + age_beyond
-    age_family(db_session, user, clock.now, idle=timedelta(hours=1), age=age)
+        idle, age = timedelta(hours=1), settings.refresh_absolute_ttl + beyond
+    age_family(db_session, user, clock.now, idle=idle, age=age)
 
     response = refresh(client, pair["refresh_token"])
 
     if status == 401:
-        assert_refused(response, expired("absolute"), security_log, user)
-        assert family_row(db_session, user).revoked_reason == "absolute"
+        assert_refused(response, expired(limit), security_log, user)
+        family = family_row(db_session, user)
+        assert (family.revoked_at, family.revoked_reason) == (clock.now, limit)
     else:
         assert response.status_code == 200
 

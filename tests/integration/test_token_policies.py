@@ -265,7 +265,7 @@ def test_a_role_change_keeps_the_users_tokens(
 
 
 class FakeClock:
-    """tokens.utcnow, frozen and moved by hand: the edge below needs sub-second control."""
+    """tokens.utcnow, frozen and moved by hand: the edges tested need sub-second control."""
 
     def __init__(self) -> None:
         # Whole seconds in the past, so `iat` (taken from this clock) is never in the future.
