@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from app import create_app
 from app.auth import passwords
@@ -214,3 +216,22 @@ def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return s3_endpoint
+
+
+@pytest.fixture
+def security_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """caplog, recording the security log (app/auth/security_log.py) from WARNING up."""
+    caplog.set_level(logging.WARNING, logger="app.security")
+    return caplog
+
+
+def security_lines(
+    caplog: pytest.LogCaptureFixture, response: TestResponse
+) -> list[tuple[str, str, str | None]]:
+    """(event, reason, user_id) of each security log line written for `response`'s request."""
+    request_id = response.headers["X-Request-ID"]
+    return [
+        (r.__dict__["event"], r.__dict__["reason"], r.__dict__["user_id"])
+        for r in caplog.records
+        if r.name == "app.security" and r.__dict__["request_id"] == request_id
+    ]

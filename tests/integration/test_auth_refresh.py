@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.audit.models import AuditRecord
 from app.auth.models import RefreshFamily, RefreshToken, User
-from tests.conftest import bearer
+from tests.conftest import bearer, security_lines
 
 Login = Callable[[User], dict[str, str]]
 
@@ -215,10 +215,6 @@ def test_an_expired_login_says_so_and_logs_the_reason_and_the_user(
 
     assert response.status_code == 401
     assert response.get_json()["detail"] == "The login has expired; sign in again."
-    request_id = response.headers["X-Request-ID"]
-    lines = [
-        (r.__dict__["event"], r.__dict__["reason"], r.__dict__["user_id"])
-        for r in caplog.records
-        if r.name == "app.security" and r.__dict__["request_id"] == request_id
+    assert security_lines(caplog, response) == [
+        ("auth.refresh_rejected", "expired:idle", str(user.id))
     ]
-    assert lines == [("auth.refresh_rejected", "expired:idle", str(user.id))]

@@ -30,7 +30,7 @@ from app.auth import tokens
 from app.auth.models import RefreshFamily, RefreshToken, User
 from app.config import Settings
 from app.errors import PROBLEM_TYPE_BASE
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, security_lines
 from tests.integration.test_token_policies import FakeClock
 
 Login = Callable[[User], dict[str, str]]
@@ -48,16 +48,6 @@ def refresh(client: FlaskClient, token: str) -> TestResponse:
 def family_row(db_session: Session, user: User) -> RefreshFamily:
     db_session.expire_all()
     return db_session.scalars(select(RefreshFamily).where(RefreshFamily.user_id == user.id)).one()
-
-
-def security_lines(caplog: pytest.LogCaptureFixture, response: TestResponse) -> list[Any]:
-    """(event, reason, user_id) of each security log line of `response`'s request."""
-    request_id = response.headers["X-Request-ID"]
-    return [
-        (r.__dict__["event"], r.__dict__["reason"], r.__dict__["user_id"])
-        for r in caplog.records
-        if r.name == "app.security" and r.__dict__["request_id"] == request_id
-    ]
 
 
 def reuse_count() -> float:
@@ -113,13 +103,6 @@ def assert_refused(
     assert security_lines(caplog, response) == [
         ("auth.refresh_rejected", refusal.reason, str(user.id))
     ]
-
-
-@pytest.fixture
-def security_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.WARNING, logger="app.security")
-    caplog.set_level(logging.WARNING, logger="app.auth.tokens")
-    return caplog
 
 
 def test_an_access_token_is_not_a_refresh_token_and_nothing_changes(
@@ -215,6 +198,7 @@ def test_a_reused_token_revokes_its_login_audits_counts_and_warns(
     first = login(user)
     assert refresh(client, first["refresh_token"]).status_code == 200
     reused_before = reuse_count()
+    security_log.set_level(logging.WARNING, logger="app.auth.tokens")
     clock.now += timedelta(seconds=5)
 
     response = refresh(client, first["refresh_token"])

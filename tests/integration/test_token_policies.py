@@ -21,7 +21,7 @@ from app.audit.models import AuditRecord
 from app.auth import tokens
 from app.auth.models import RefreshFamily, RevokedAccessToken, Role, User
 from app.db import utcnow
-from tests.conftest import NEW_PASSWORD, PASSWORD, bearer, change_password
+from tests.conftest import NEW_PASSWORD, PASSWORD, bearer, change_password, security_lines
 from tests.integration.test_auth_tokens import forge
 
 Login = Callable[..., dict[str, str]]  # (user, password=PASSWORD): tests/conftest.py `login`
@@ -405,15 +405,9 @@ def test_password_change_rejects_a_password_made_from_the_email_address(
 
 def security_record(caplog: pytest.LogCaptureFixture, response: Any) -> tuple[Any, ...]:
     """(event, reason, user_id) of the one security log line of `response`'s request."""
-    request_id = response.headers["X-Request-ID"]
-    lines = [
-        r
-        for r in caplog.records
-        if r.name == "app.security" and r.__dict__["request_id"] == request_id
-    ]
-    assert len(lines) == 1, [r.getMessage() for r in lines]
-    fields = lines[0].__dict__
-    return fields["event"], fields["reason"], fields["user_id"]
+    lines = security_lines(caplog, response)
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 def test_a_logout_with_another_accounts_bearer_says_why_and_logs_the_refresh_tokens_owner(

@@ -10,7 +10,6 @@ checks on the shared application, one case each.
 from __future__ import annotations
 
 import base64
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from werkzeug.test import TestResponse
 from app.auth import tokens
 from app.auth.models import SigningKey, User
 from app.errors import PROBLEM_TYPE_BASE
-from tests.conftest import PASSWORD, bearer
+from tests.conftest import PASSWORD, bearer, security_lines
 from tests.integration.test_auth_tokens import b64, forge
 from tests.integration.test_query_budget import counting
 
@@ -51,12 +50,7 @@ def rejection(
 ) -> tuple[int, str, str, str, list[tuple[str, str]]]:
     """(status, type, detail, WWW-Authenticate, [(event, reason)] logged) of a refused call."""
     problem = response.get_json()
-    request_id = response.headers["X-Request-ID"]
-    logged = [
-        (r.__dict__["event"], r.__dict__["reason"])
-        for r in caplog.records
-        if r.name == "app.security" and r.__dict__["request_id"] == request_id
-    ]
+    logged = [(event, reason) for event, reason, _user in security_lines(caplog, response)]
     return (
         response.status_code,
         problem["type"],
@@ -74,12 +68,6 @@ def refused(detail: str, reason: str) -> tuple[int, str, str, str, list[tuple[st
         'Bearer error="invalid_token"',
         [("auth.token_rejected", reason)],
     )
-
-
-@pytest.fixture
-def security_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.WARNING, logger="app.security")
-    return caplog
 
 
 # --- the settings, each seen at work ------------------------------------------------------------
